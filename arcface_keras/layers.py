@@ -1,0 +1,559 @@
+"""Angular-margin classification heads: ArcFace, CosFace, SphereFace and their
+combination, with optional sub-centres, per-class margins and schedulable
+margin and scale.
+
+All of them share one implementation, `AngularMarginLayer`, which computes the
+combined margin of InsightFace, ``cos(m1·θ + m2) − m3``, on the angle θ between
+an embedding and its true class centre.
+
+Reference:
+    Deng et al., "ArcFace: Additive Angular Margin Loss for Deep Face
+    Recognition", arXiv:1801.07698.
+"""
+
+import math
+
+import keras
+import numpy as np
+from keras import ops
+
+__all__ = [
+    "AngularMarginLayer",
+    "ArcMarginLayer",
+    "CosMarginLayer",
+    "SphereMarginLayer",
+    "MarginScheduler",
+    "linear_ramp",
+    "margins_from_class_counts",
+]
+
+_EPSILON = 1e-12  # floor under squared norms: zero vectors stay finite.
+
+
+def _as_margin(name, value, num_classes, low, high, high_inclusive=False):
+    """Validate a scalar or per-class margin; return a float or a list."""
+    array = np.asarray(value, dtype="float64")
+    if array.ndim > 1 or (array.ndim == 1 and array.shape[0] != num_classes):
+        raise ValueError(
+            f"`{name}` must be a scalar or a vector of length num_classes="
+            f"{num_classes}. Received: {name}={value!r}"
+        )
+    above = array > high if high_inclusive else array >= high
+    if not np.all(np.isfinite(array)) or np.any(array < low) or np.any(above):
+        bracket = "]" if high_inclusive else ")"
+        raise ValueError(
+            f"`{name}` must lie in [{low:g}, {high:g}{bracket}. "
+            f"Received: {name}={value!r}"
+        )
+    return float(array) if array.ndim == 0 else [float(v) for v in array]
+
+
+def _concrete(tensor):
+    """The tensor's value as NumPy when it runs eagerly, else None."""
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        if not tf.executing_eagerly():
+            return None
+    try:
+        return ops.convert_to_numpy(tensor)
+    except Exception:  # symbolic or traced (JAX tracer): no value yet
+        return None
+
+
+def _l2_normalize(x, axis):
+    return x * ops.rsqrt(ops.maximum(ops.sum(ops.square(x), axis=axis, keepdims=True), _EPSILON))
+
+
+@keras.saving.register_keras_serializable(package="arcface_keras")
+class AngularMarginLayer(keras.layers.Layer):
+    """Combined angular-margin head: logits ``s·(cos(m1·θ_y + m2) − m3)``.
+
+    Scores embeddings against learned class centres by cosine similarity and,
+    when labels are given, penalises the true class with the combined margin
+    of InsightFace. ArcFace is ``(1, m, 0)``, CosFace ``(1, 0, m)`` and
+    SphereFace ``(m, 0, 0)``; see the thin entry points `ArcMarginLayer`,
+    `CosMarginLayer` and `SphereMarginLayer`.
+
+    The target logit is kept monotonically decreasing in θ on [0, π]: for
+    θ with ``m1·θ + m2 ≤ π`` it is ``cos(m1·θ + m2) − m3``, which decreases
+    there; beyond, it falls back to ``cos θ − m3 − h`` with
+    ``h = max(m2·sin m2, 1 + cos θ_b)`` and ``θ_b = (π − m2) / m1`` the
+    boundary. The second term makes the fallback start at or below the value
+    ``−1 − m3`` reached at the boundary, so the curve never rises; for ArcFace
+    with m < 2.3 it is the usual ``cos θ − m·sin m``. With
+    ``easy_margin=True`` the margin applies only where ``cos θ_y > 0`` (as in
+    InsightFace; that curve jumps up at θ = π/2 and is not monotonic).
+
+    The angle of the true class is computed as
+    ``θ = 2·atan2(‖x̂ − ŵ‖, ‖x̂ + ŵ‖)``, which is accurate to float32 rounding
+    at every angle, 0 and π included, unlike ``acos`` of a float32 cosine.
+    Everything is computed in float32, whatever the dtype policy: the layer
+    defaults to a float32 policy, so under ``mixed_float16`` or
+    ``mixed_bfloat16`` its kernel, cosines, margins and logits stay float32.
+
+    Scale and margin can be changed during training without recompiling: the
+    scale is held in the non-trainable variable ``current_scale`` and every
+    margin is multiplied by the non-trainable ``margin_factor`` (``m1`` as
+    ``1 + factor·(m1 − 1)``). `MarginScheduler` ramps them.
+
+    Args:
+        num_classes: number of classes C, at least 2.
+        scale: the scale s, a positive float, or ``"auto"`` for the fixed
+            AdaCos scale ``√2·ln(C − 1)``. Defaults to `30.0`.
+        m1: multiplicative angular margin (SphereFace), a scalar ≥ 1 or a
+            vector of C values. Defaults to `1.0`.
+        m2: additive angular margin (ArcFace) in radians, in [0, π), scalar
+            or per class. Defaults to `0.5`.
+        m3: additive cosine margin (CosFace), in [0, 2), scalar or per class.
+            Defaults to `0.0`.
+        easy_margin: apply the margin only where ``cos θ_y > 0``.
+            Defaults to `False`.
+        sub_centers: number K of centres per class (sub-center ArcFace); a
+            class scores by its closest centre. Defaults to `1`.
+        kernel_initializer: initializer of the class centres.
+            Defaults to `"glorot_uniform"`.
+        kernel_regularizer: optional regularizer of the class centres.
+            Defaults to `None`.
+        **kwargs: base layer arguments (``name``, ``dtype``, ...).
+
+    Call arguments:
+        inputs: either ``[embeddings, labels]`` (training: the margin is
+            applied to each row's true class) or ``embeddings`` alone
+            (inference: plain scaled cosines). Embeddings are float
+            ``(B, D)``; labels are integers of shape ``(B,)`` or ``(B, 1)``.
+
+    Input shape:
+        ``(batch_size, embedding_dim)`` and optionally ``(batch_size,)``.
+
+    Output shape:
+        ``(batch_size, num_classes)``, float32 logits, to be used with
+        ``SparseCategoricalCrossentropy(from_logits=True)``.
+
+    Attributes:
+        kernel: the class centres, ``(embedding_dim, num_classes · K)``, one
+            column per centre as in `Dense`; with K > 1 the K centres of class
+            c are the columns ``c·K … c·K + K − 1``.
+
+    Example:
+
+    >>> import numpy as np, keras
+    >>> from arcface_keras import AngularMarginLayer
+    >>> head = AngularMarginLayer(10, scale=16.0, m2=0.3, m3=0.1)
+    >>> logits = head([np.random.rand(4, 8).astype("float32"),
+    ...                np.array([0, 1, 2, 3])])
+    >>> tuple(logits.shape)
+    (4, 10)
+
+    Reference:
+        Deng et al., "ArcFace: Additive Angular Margin Loss for Deep Face
+        Recognition", arXiv:1801.07698 (combined margin: section 2.4).
+    """
+
+    def __init__(
+        self,
+        num_classes,
+        scale=30.0,
+        m1=1.0,
+        m2=0.5,
+        m3=0.0,
+        easy_margin=False,
+        sub_centers=1,
+        kernel_initializer="glorot_uniform",
+        kernel_regularizer=None,
+        **kwargs,
+    ):
+        kwargs.setdefault("dtype", "float32")
+        super().__init__(autocast=False, **kwargs)
+        if isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer)) or num_classes < 2:
+            raise ValueError(
+                f"`num_classes` must be an integer ≥ 2. Received: num_classes={num_classes!r}"
+            )
+        if isinstance(sub_centers, bool) or not isinstance(sub_centers, (int, np.integer)) or sub_centers < 1:
+            raise ValueError(
+                f"`sub_centers` must be an integer ≥ 1. Received: sub_centers={sub_centers!r}"
+            )
+        if scale == "auto":
+            if num_classes < 3:
+                raise ValueError(
+                    "`scale='auto'` (AdaCos, √2·ln(C − 1)) needs num_classes ≥ 3. "
+                    f"Received: num_classes={num_classes}"
+                )
+        elif isinstance(scale, str) or not np.isfinite(scale) or scale <= 0:
+            raise ValueError(
+                f"`scale` must be a positive number or 'auto'. Received: scale={scale!r}"
+            )
+        self.num_classes = int(num_classes)
+        self.scale = scale
+        self.m1 = _as_margin("m1", m1, num_classes, 1.0, 1e3)
+        self.m2 = _as_margin("m2", m2, num_classes, 0.0, math.pi)
+        self.m3 = _as_margin("m3", m3, num_classes, 0.0, 2.0)
+        self.easy_margin = bool(easy_margin)
+        self.sub_centers = int(sub_centers)
+        self.kernel_initializer = keras.initializers.get(kernel_initializer)
+        self.kernel_regularizer = keras.regularizers.get(kernel_regularizer)
+        self.supports_masking = False
+
+    @property
+    def initial_scale(self):
+        """The scale given at construction, with ``"auto"`` resolved."""
+        if self.scale == "auto":
+            return math.sqrt(2.0) * math.log(self.num_classes - 1)
+        return float(self.scale)
+
+    def build(self, input_shape):
+        if _is_shape_list(input_shape):
+            if len(input_shape) != 2:
+                raise ValueError(
+                    "Call the layer on `[embeddings, labels]` or on `embeddings`. "
+                    f"Received inputs of shapes: {input_shape}"
+                )
+            embedding_shape, label_shape = input_shape
+            _check_label_shape(label_shape)
+        else:
+            embedding_shape = input_shape
+        if len(embedding_shape) != 2 or embedding_shape[-1] is None:
+            raise ValueError(
+                "`embeddings` must have shape (batch_size, embedding_dim) with a known "
+                f"embedding_dim. Received: embeddings.shape={tuple(embedding_shape)}"
+            )
+        self.kernel = self.add_weight(
+            name="kernel",
+            shape=(embedding_shape[-1], self.num_classes * self.sub_centers),
+            initializer=self.kernel_initializer,
+            regularizer=self.kernel_regularizer,
+            dtype="float32",
+        )
+        self.current_scale = self.add_weight(
+            name="current_scale",
+            shape=(),
+            initializer=keras.initializers.Constant(self.initial_scale),
+            trainable=False,
+            dtype="float32",
+        )
+        self.margin_factor = self.add_weight(
+            name="margin_factor",
+            shape=(),
+            initializer="ones",
+            trainable=False,
+            dtype="float32",
+        )
+
+    def call(self, inputs):
+        if isinstance(inputs, (list, tuple)):
+            embeddings, labels = inputs
+        else:
+            embeddings, labels = inputs, None
+        embeddings = _l2_normalize(ops.cast(embeddings, "float32"), axis=-1)
+        kernel = ops.cast(self.kernel, "float32")
+        scale = self.current_scale
+        inverse_norms = ops.rsqrt(ops.maximum(ops.sum(ops.square(kernel), axis=0), _EPSILON))
+        # s·cos θ for every centre; s is folded into the (B, D) side and the
+        # centre norms into one product, so the (B, C·K) logits are touched
+        # once before the margin.
+        centre_logits = ops.matmul(embeddings * scale, kernel) * inverse_norms
+        logits = centre_logits
+        if self.sub_centers > 1:
+            logits = ops.reshape(centre_logits, (-1, self.num_classes, self.sub_centers))
+            logits = ops.max(logits, axis=-1)
+        if labels is None:
+            return logits
+        labels = self._validated_labels(labels, embeddings)
+        centres = self._true_centres(kernel, labels, centre_logits)
+        target = self._target_cosine(embeddings, centres, labels)
+        rows = ops.arange(ops.shape(labels)[0], dtype="int32")
+        indices = ops.stack([rows, labels], axis=1)
+        # The margin touches one logit per row: overwrite it in place instead
+        # of mixing a (B, C) one-hot mask into every logit.
+        return ops.scatter_update(logits, indices, scale * target)
+
+    def _validated_labels(self, labels, embeddings):
+        dtype = keras.backend.standardize_dtype(labels.dtype)
+        if "int" not in dtype:
+            raise ValueError(
+                f"`labels` must be an integer tensor of class ids. Received: labels.dtype={dtype}"
+            )
+        _check_label_shape(labels.shape)
+        labels = ops.cast(ops.reshape(labels, (-1,)), "int32")
+        value = _concrete(labels)
+        if value is not None:
+            bad = value[(value < 0) | (value >= self.num_classes)]
+            if bad.size:
+                raise ValueError(
+                    f"`labels` must lie in [0, {self.num_classes}) for num_classes="
+                    f"{self.num_classes}. Received labels including: {bad[:5].tolist()}"
+                )
+            batch = _concrete(ops.shape(embeddings)[0])
+            if batch is not None and int(batch) != value.shape[0]:
+                raise ValueError(
+                    f"`labels` must hold one label per embedding. Received: {value.shape[0]} "
+                    f"labels for {int(batch)} embeddings"
+                )
+        return labels
+
+    def _true_centres(self, kernel, labels, centre_logits):
+        """Unit centres (B, D) of each row's class: its closest sub-centre."""
+        column = labels
+        if self.sub_centers > 1:
+            # No gradient through the choice of centre, as with the max above.
+            per_class = ops.reshape(ops.stop_gradient(centre_logits), (-1, self.num_classes, self.sub_centers))
+            own = ops.take_along_axis(per_class, ops.reshape(labels, (-1, 1, 1)), axis=1)
+            column = labels * self.sub_centers + ops.cast(ops.argmax(own[:, 0, :], axis=-1), "int32")
+        return _l2_normalize(ops.transpose(ops.take(kernel, column, axis=1)), axis=-1)
+
+    def _per_row(self, margin, labels):
+        if isinstance(margin, list):
+            return ops.take(ops.convert_to_tensor(margin, dtype="float32"), labels)
+        return ops.convert_to_tensor(margin, dtype="float32")
+
+    def _target_cosine(self, embeddings, centres, labels):
+        factor = self.margin_factor
+        m1 = 1.0 + factor * (self._per_row(self.m1, labels) - 1.0)
+        m2 = factor * self._per_row(self.m2, labels)
+        m3 = factor * self._per_row(self.m3, labels)
+        difference = ops.sqrt(ops.maximum(ops.sum(ops.square(embeddings - centres), axis=-1), _EPSILON))
+        total = ops.sqrt(ops.maximum(ops.sum(ops.square(embeddings + centres), axis=-1), _EPSILON))
+        theta = 2.0 * ops.arctan2(difference, total)
+        cosine = ops.cos(theta)
+        angle = m1 * theta + m2
+        boundary = (math.pi - m2) / m1
+        drop = ops.maximum(m2 * ops.sin(m2), 1.0 + ops.cos(boundary))
+        target = ops.where(angle <= math.pi, ops.cos(angle) - m3, cosine - m3 - drop)
+        if self.easy_margin:
+            target = ops.where(cosine > 0.0, target, cosine)
+        return target
+
+    def compute_output_shape(self, input_shape):
+        embedding_shape = input_shape[0] if _is_shape_list(input_shape) else input_shape
+        return (embedding_shape[0], self.num_classes)
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "num_classes": self.num_classes,
+            "scale": self.scale,
+            **self._margin_config(),
+            "easy_margin": self.easy_margin,
+            "sub_centers": self.sub_centers,
+            "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
+            "kernel_regularizer": keras.regularizers.serialize(self.kernel_regularizer),
+        }
+
+    def _margin_config(self):
+        return {"m1": self.m1, "m2": self.m2, "m3": self.m3}
+
+
+def _is_shape_list(shape):
+    return isinstance(shape, (list, tuple)) and len(shape) > 0 and isinstance(shape[0], (list, tuple))
+
+
+def _check_label_shape(shape):
+    shape = tuple(shape)
+    if not (len(shape) == 1 or (len(shape) == 2 and shape[1] == 1)):
+        raise ValueError(
+            f"`labels` must have shape (batch_size,) or (batch_size, 1). Received: labels.shape={shape}"
+        )
+
+
+class _NamedMarginLayer(AngularMarginLayer):
+    """An entry point that exposes one of the three margins as `margin`."""
+
+    _margin_name = None  # "m1", "m2" or "m3"
+
+    def __init__(self, num_classes, scale=30.0, margin=0.5, easy_margin=False, sub_centers=1, **kwargs):
+        margins = {"m1": 1.0, "m2": 0.0, "m3": 0.0}
+        try:
+            margins[self._margin_name] = margin
+            super().__init__(num_classes, scale=scale, easy_margin=easy_margin, sub_centers=sub_centers, **margins, **kwargs)
+        except ValueError as error:
+            raise ValueError(str(error).replace(f"{self._margin_name}=", "margin=").replace(f"`{self._margin_name}`", "`margin`")) from None
+        self.margin = getattr(self, self._margin_name)
+
+    def _margin_config(self):
+        return {"margin": self.margin}
+
+
+@keras.saving.register_keras_serializable(package="arcface_keras")
+class ArcMarginLayer(_NamedMarginLayer):
+    """ArcFace head: additive angular margin, target logit ``s·cos(θ_y + m)``.
+
+    Without labels it returns ``s·cos θ_j`` for every class, so one layer
+    serves training and label-free inference. Where ``θ_y + m > π`` the target
+    falls back to ``s·(cos θ_y − m·sin m)``, keeping it monotonic in θ.
+    Computed in float32 under any dtype policy. See `AngularMarginLayer` for
+    the shared arguments, call arguments and numerics.
+
+    Args:
+        num_classes: number of classes, at least 2.
+        scale: positive float or ``"auto"`` (AdaCos ``√2·ln(C − 1)``).
+            Defaults to `30.0`.
+        margin: additive angular margin m in radians, in [0, π), a scalar or
+            one value per class (see `margins_from_class_counts`).
+            Defaults to `0.5`.
+        easy_margin: apply the margin only where ``cos θ_y > 0``.
+            Defaults to `False`.
+        sub_centers: centres per class (sub-center ArcFace). Defaults to `1`.
+        **kwargs: `kernel_initializer`, `kernel_regularizer` and base layer
+            arguments.
+
+    Example:
+
+    >>> import keras
+    >>> from arcface_keras import ArcMarginLayer
+    >>> images = keras.Input((28, 28, 1))
+    >>> labels = keras.Input((), dtype="int32")
+    >>> embeddings = keras.layers.Dense(64)(keras.layers.Flatten()(images))
+    >>> head = ArcMarginLayer(10, scale=16.0, margin=0.3)
+    >>> train_model = keras.Model([images, labels], head([embeddings, labels]))
+    >>> predict_model = keras.Model(images, head(embeddings))  # no labels
+
+    Reference:
+        Deng et al., "ArcFace: Additive Angular Margin Loss for Deep Face
+        Recognition", arXiv:1801.07698.
+    """
+
+    _margin_name = "m2"
+
+
+@keras.saving.register_keras_serializable(package="arcface_keras")
+class CosMarginLayer(_NamedMarginLayer):
+    """CosFace head: additive cosine margin, target logit ``s·(cos θ_y − m)``.
+
+    Same arguments as `ArcMarginLayer`; `margin` lies in [0, 2) and
+    defaults to `0.35`.
+
+    Reference:
+        Wang et al., "CosFace: Large Margin Cosine Loss for Deep Face
+        Recognition", arXiv:1801.09414.
+    """
+
+    _margin_name = "m3"
+
+    def __init__(self, num_classes, scale=30.0, margin=0.35, **kwargs):
+        super().__init__(num_classes, scale=scale, margin=margin, **kwargs)
+
+
+@keras.saving.register_keras_serializable(package="arcface_keras")
+class SphereMarginLayer(_NamedMarginLayer):
+    """SphereFace-style head: multiplicative margin, target ``s·cos(m·θ_y)``.
+
+    Same arguments as `ArcMarginLayer`; `margin` is ≥ 1 and defaults to
+    `1.35`. Past ``θ = π/m`` the target continues as ``cos θ − (1 + cos(π/m))``
+    so it keeps falling (SphereFace's own piecewise ψ(θ) serves the same
+    purpose). The logits are normalised and scaled, as in the combined
+    margin of the ArcFace paper, not weighted by the feature norm.
+
+    Reference:
+        Liu et al., "SphereFace: Deep Hypersphere Embedding for Face
+        Recognition", arXiv:1704.08063.
+    """
+
+    _margin_name = "m1"
+
+    def __init__(self, num_classes, scale=30.0, margin=1.35, **kwargs):
+        super().__init__(num_classes, scale=scale, margin=margin, **kwargs)
+
+
+def margins_from_class_counts(class_counts, max_margin=0.5):
+    """Per-class margins ∝ n_j^(-1/4), the largest equal to `max_margin` (LDAM).
+
+    Rare classes get larger margins. Pass the result as the `margin` of
+    `ArcMarginLayer` (or `m2`/`m3` of `AngularMarginLayer`).
+
+    Args:
+        class_counts: number of training samples of each class, all > 0.
+        max_margin: the margin of the rarest class. Defaults to `0.5`.
+
+    Returns:
+        A list of floats, one margin per class.
+
+    Reference:
+        Cao et al., "Learning Imbalanced Datasets with Label-Distribution-Aware
+        Margin Loss", arXiv:1906.07413.
+    """
+    counts = np.asarray(class_counts, dtype="float64")
+    if counts.ndim != 1 or counts.size < 2 or np.any(~np.isfinite(counts)) or np.any(counts <= 0):
+        raise ValueError(
+            "`class_counts` must be a vector of at least 2 positive counts. "
+            f"Received: class_counts={class_counts!r}"
+        )
+    if not (np.isfinite(max_margin) and 0 < max_margin < math.pi):
+        raise ValueError(f"`max_margin` must lie in (0, π). Received: max_margin={max_margin!r}")
+    raw = counts ** -0.25
+    return [float(v) for v in raw * (max_margin / raw.max())]
+
+
+def linear_ramp(epochs, start=0.0, end=1.0):
+    """A schedule for `MarginScheduler`: `start` → `end` linearly over `epochs`.
+
+    Args:
+        epochs: length of the ramp in (possibly fractional) epochs, > 0.
+        start: value at the beginning of training. Defaults to `0.0`.
+        end: value from `epochs` on. Defaults to `1.0`.
+
+    Returns:
+        A function of training progress in epochs.
+    """
+    if not epochs > 0:
+        raise ValueError(f"`epochs` must be positive. Received: epochs={epochs!r}")
+
+    def schedule(progress):
+        return start + (end - start) * min(1.0, progress / epochs)
+
+    return schedule
+
+
+class MarginScheduler(keras.callbacks.Callback):
+    """Changes margin and scale of every `AngularMarginLayer` during `fit`.
+
+    Each schedule is a function of training progress in epochs (a float:
+    epoch + batch / steps_per_epoch), called before every batch. The layers
+    hold both values as non-trainable variables, so nothing is rebuilt or
+    recompiled.
+
+    Args:
+        margin_factor: schedule of the factor applied to every margin
+            (0 = plain normalised softmax, 1 = the configured margins), or
+            `None` to leave it. Defaults to `None`.
+        scale: schedule of the scale s, or `None` to leave it.
+            Defaults to `None`.
+
+    Example:
+
+    >>> from arcface_keras import MarginScheduler, linear_ramp
+    >>> warmup = MarginScheduler(margin_factor=linear_ramp(epochs=1.0))
+    >>> # model.fit(..., callbacks=[warmup])
+    """
+
+    def __init__(self, margin_factor=None, scale=None):
+        super().__init__()
+        for name, value in (("margin_factor", margin_factor), ("scale", scale)):
+            if value is not None and not callable(value):
+                raise ValueError(f"`{name}` must be a function of the epoch or None. Received: {name}={value!r}")
+        self.margin_factor = margin_factor
+        self.scale = scale
+        self._epoch = 0
+        self._layers = []
+
+    def on_train_begin(self, logs=None):
+        self._layers = [layer for layer in _all_layers(self.model) if isinstance(layer, AngularMarginLayer)]
+        if not self._layers:
+            raise ValueError("MarginScheduler found no AngularMarginLayer in the model.")
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+
+    def on_train_batch_begin(self, batch, logs=None):
+        steps = (self.params or {}).get("steps") or 0
+        progress = self._epoch + (batch / steps if steps else 0.0)
+        for layer in self._layers:
+            if self.margin_factor is not None:
+                layer.margin_factor.assign(float(self.margin_factor(progress)))
+            if self.scale is not None:
+                layer.current_scale.assign(float(self.scale(progress)))
+
+
+def _all_layers(layer):
+    for child in getattr(layer, "layers", []):
+        yield child
+        yield from _all_layers(child)

@@ -1,0 +1,369 @@
+import math
+import os
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from arcface_keras import (
+    AngularMarginLayer,
+    ArcMarginLayer,
+    CosMarginLayer,
+    MarginScheduler,
+    SphereMarginLayer,
+    linear_ramp,
+    margins_from_class_counts,
+)
+
+
+# --------------------------------------------------------------------------
+# The naive reference: float64, one row at a time, the textbook formulas.
+# --------------------------------------------------------------------------
+def reference_logits(embeddings, kernel, labels, scale, m1=1.0, m2=0.0, m3=0.0, easy_margin=False, sub_centers=1):
+    embeddings = np.asarray(embeddings, "float64")
+    kernel = np.asarray(kernel, "float64")
+    batch, num_columns = embeddings.shape[0], kernel.shape[1]
+    num_classes = num_columns // sub_centers
+    per_class = lambda m: np.broadcast_to(np.asarray(m, "float64"), (num_classes,))  # noqa: E731
+    m1, m2, m3 = per_class(m1), per_class(m2), per_class(m3)
+    logits = np.zeros((batch, num_classes))
+    for i in range(batch):
+        e = embeddings[i]
+        e = e / np.linalg.norm(e) if np.linalg.norm(e) > 0 else e
+        for c in range(num_classes):
+            cosines = []
+            for k in range(sub_centers):
+                w = kernel[:, c * sub_centers + k]
+                cosines.append(float(e @ w / np.linalg.norm(w)))
+            cosine = max(cosines)
+            if labels is not None and c == labels[i]:
+                theta = math.acos(min(1.0, max(-1.0, cosine)))
+                if m1[c] == 1.0 and m3[c] == 0.0 and m2[c] < 2.0:
+                    # ArcFace exactly as the design contract states it.
+                    target = math.cos(theta + m2[c]) if theta + m2[c] <= math.pi else cosine - m2[c] * math.sin(m2[c])
+                elif m1[c] * theta + m2[c] <= math.pi:
+                    target = math.cos(m1[c] * theta + m2[c]) - m3[c]
+                else:
+                    boundary = (math.pi - m2[c]) / m1[c]
+                    drop = max(m2[c] * math.sin(m2[c]), 1.0 + math.cos(boundary))
+                    target = cosine - m3[c] - drop
+                if easy_margin and cosine <= 0:
+                    target = cosine
+                cosine = target
+            logits[i, c] = scale * cosine
+    return logits
+
+
+def _at_angle(centre, theta, rng):
+    """A unit vector at angle theta from `centre` (any dimension ≥ 2)."""
+    centre = centre / np.linalg.norm(centre)
+    other = rng.normal(size=centre.shape)
+    other -= (other @ centre) * centre
+    other /= np.linalg.norm(other)
+    return math.cos(theta) * centre + math.sin(theta) * other
+
+
+def _inputs(rng, batch=24, dim=16, num_classes=7, sub_centers=1, margin=0.5):
+    """Random rows plus rows near θ = 0, near π and in the fallback region."""
+    kernel = rng.normal(size=(dim, num_classes * sub_centers)).astype("float32")
+    labels = rng.integers(0, num_classes, size=batch)
+    embeddings = rng.normal(size=(batch, dim)) * 3
+    angles = [0.0, 1e-4, 1e-2, math.pi, math.pi - 1e-4, math.pi - 1e-2, math.pi - margin / 2, math.pi - margin + 0.05]
+    for i, theta in enumerate(angles[:batch]):
+        centre = kernel[:, labels[i] * sub_centers]
+        embeddings[i] = 2.0 * _at_angle(centre, theta, rng)
+    return embeddings.astype("float32"), kernel, labels
+
+
+def _layer_with_kernel(layer, kernel):
+    layer.build((None, kernel.shape[0]))
+    layer.kernel.assign(kernel)
+    return layer
+
+
+VARIANTS = {
+    "arcface": (lambda: ArcMarginLayer(7, scale=30.0, margin=0.5), dict(scale=30.0, m2=0.5)),
+    "arcface-large-margin": (lambda: ArcMarginLayer(7, scale=10.0, margin=1.2), dict(scale=10.0, m2=1.2)),
+    "cosface": (lambda: CosMarginLayer(7, scale=30.0, margin=0.35), dict(scale=30.0, m3=0.35)),
+    "sphereface": (lambda: SphereMarginLayer(7, scale=20.0, margin=2.0), dict(scale=20.0, m1=2.0)),
+    "combined": (lambda: AngularMarginLayer(7, scale=16.0, m1=1.2, m2=0.3, m3=0.2), dict(scale=16.0, m1=1.2, m2=0.3, m3=0.2)),
+    "easy": (lambda: ArcMarginLayer(7, scale=30.0, margin=0.5, easy_margin=True), dict(scale=30.0, m2=0.5, easy_margin=True)),
+    "per-class": (
+        lambda: ArcMarginLayer(7, scale=30.0, margin=[0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7]),
+        dict(scale=30.0, m2=[0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7]),
+    ),
+    "sub-centers": (lambda: ArcMarginLayer(7, scale=30.0, margin=0.5, sub_centers=3), dict(scale=30.0, m2=0.5, sub_centers=3)),
+    "auto-scale": (lambda: ArcMarginLayer(7, scale="auto", margin=0.5), dict(scale=math.sqrt(2) * math.log(6), m2=0.5)),
+}
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_matches_naive_reference(variant, rng):
+    make, params = VARIANTS[variant]
+    sub_centers = params.get("sub_centers", 1)
+    embeddings, kernel, labels = _inputs(rng, sub_centers=sub_centers)
+    layer = _layer_with_kernel(make(), kernel)
+    expected = reference_logits(embeddings, kernel, labels, **params)
+    got = layer([embeddings, labels]).numpy()
+    assert got.dtype == np.float32
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-4)
+    inference = layer(embeddings).numpy()
+    np.testing.assert_allclose(inference, reference_logits(embeddings, kernel, None, **params), rtol=0, atol=1e-4)
+
+
+def test_margin_only_touches_the_true_class(rng):
+    embeddings, kernel, labels = _inputs(rng)
+    layer = _layer_with_kernel(ArcMarginLayer(7, margin=0.5), kernel)
+    with_labels, without = layer([embeddings, labels]).numpy(), layer(embeddings).numpy()
+    changed = ~np.isclose(with_labels, without)
+    mask = np.zeros_like(changed)
+    mask[np.arange(len(labels)), labels] = True
+    assert not changed[~mask].any()
+    assert (with_labels[mask] < without[mask] + 1e-6).all()  # a margin only lowers the target
+
+
+@pytest.mark.parametrize("label_dtype", ["int32", "int64", "uint8", "int16"])
+@pytest.mark.parametrize("label_shape", ["flat", "column"])
+def test_label_dtypes_and_shapes(label_dtype, label_shape, rng):
+    embeddings, kernel, labels = _inputs(rng)
+    layer = _layer_with_kernel(ArcMarginLayer(7), kernel)
+    expected = layer([embeddings, labels.astype("int32")]).numpy()
+    given = labels.astype(label_dtype)
+    if label_shape == "column":
+        given = given[:, None]
+    np.testing.assert_array_equal(layer([embeddings, given]).numpy(), expected)
+
+
+@pytest.mark.parametrize("variant", ["arcface", "cosface", "sphereface", "combined", "easy", "sub-centers"])
+def test_target_is_monotonic_in_theta(variant):
+    make, params = VARIANTS[variant]
+    layer = make()
+    thetas = np.linspace(0.0, math.pi, 2001)
+    embeddings = np.stack([np.cos(thetas), np.sin(thetas)], axis=1).astype("float32")
+    kernel = np.zeros((2, 7 * params.get("sub_centers", 1)), "float32")
+    kernel[0, :] = 1.0  # every centre at angle 0: the target angle is θ
+    _layer_with_kernel(layer, kernel)
+    target = layer([embeddings, np.zeros(len(thetas), "int32")]).numpy()[:, 0]
+    steps = np.diff(target)
+    if params.get("easy_margin"):
+        # Documented exception: easy margin jumps up where cos θ crosses 0.
+        steps = steps[np.abs(thetas[1:] - math.pi / 2) > 1e-2]
+    assert (steps <= 1e-5).all(), f"target rises by {steps.max()}"
+
+
+def _loss_and_gradients(layer, embeddings, labels):
+    embeddings = tf.convert_to_tensor(embeddings)
+    with tf.GradientTape() as tape:
+        tape.watch(embeddings)
+        logits = layer([embeddings, labels])
+        loss = keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True)
+        loss = tf.reduce_mean(loss)
+    return loss, tape.gradient(loss, [embeddings, layer.kernel])
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_gradients_finite_everywhere(variant, rng):
+    make, params = VARIANTS[variant]
+    embeddings, kernel, labels = _inputs(rng, sub_centers=params.get("sub_centers", 1))
+    embeddings[-1] = 0.0  # zero-norm embedding
+    embeddings[-2] = kernel[:, labels[-2] * params.get("sub_centers", 1)]  # exactly on its centre
+    embeddings[-3] = -kernel[:, labels[-3] * params.get("sub_centers", 1)]  # exactly opposite
+    kernel[:, -1] = 0.0  # a zero-norm centre
+    layer = _layer_with_kernel(make(), kernel)
+    loss, (grad_embeddings, grad_kernel) = _loss_and_gradients(layer, embeddings, labels)
+    assert np.isfinite(loss.numpy())
+    assert np.isfinite(layer(embeddings).numpy()).all()
+    assert np.isfinite(grad_embeddings.numpy()).all()
+    assert np.isfinite(tf.convert_to_tensor(grad_kernel).numpy()).all()
+
+
+@pytest.mark.parametrize("variant", ["arcface", "cosface", "sphereface", "combined", "sub-centers", "per-class"])
+def test_gradients_match_finite_differences_of_reference(variant):
+    make, params = VARIANTS[variant]
+    rng = np.random.default_rng(3)
+    embeddings, kernel, labels = _inputs(rng, batch=5, dim=4, sub_centers=params.get("sub_centers", 1))
+    embeddings = rng.normal(size=embeddings.shape).astype("float32")  # away from kinks
+    layer = _layer_with_kernel(make(), kernel)
+    _, (grad, _) = _loss_and_gradients(layer, embeddings, labels)
+
+    def reference_loss(x):
+        logits = reference_logits(x, kernel, labels, **params)
+        logits -= logits.max(axis=1, keepdims=True)
+        log_probs = logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
+        return -log_probs[np.arange(len(labels)), labels].mean()
+
+    numeric = np.zeros(embeddings.shape)
+    step = 1e-5
+    for index in np.ndindex(*embeddings.shape):
+        plus, minus = embeddings.astype("float64"), embeddings.astype("float64")
+        plus[index] += step
+        minus[index] -= step
+        numeric[index] = (reference_loss(plus) - reference_loss(minus)) / (2 * step)
+    np.testing.assert_allclose(grad.numpy(), numeric, rtol=1e-2, atol=2e-3)
+
+
+def _model(layer, dim=8):
+    embeddings = keras.Input((dim,))
+    labels = keras.Input((), dtype="int32")
+    return keras.Model([embeddings, labels], layer([embeddings, labels]))
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_config_round_trip(variant, rng):
+    make, _ = VARIANTS[variant]
+    layer = make()
+    clone = layer.__class__.from_config(layer.get_config())
+    assert clone.get_config() == layer.get_config()
+    embeddings = rng.normal(size=(6, 8)).astype("float32")
+    labels = rng.integers(0, 7, size=6)
+    layer.build((None, 8))
+    clone.build((None, 8))
+    clone.set_weights(layer.get_weights())
+    np.testing.assert_array_equal(clone([embeddings, labels]).numpy(), layer([embeddings, labels]).numpy())
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_keras_file_round_trip_in_safe_mode(variant, tmp_path, rng):
+    make, _ = VARIANTS[variant]
+    model = _model(make())
+    model.layers[-1].margin_factor.assign(0.7)  # schedulable state survives too
+    model.layers[-1].current_scale.assign(12.0)
+    embeddings = rng.normal(size=(6, 8)).astype("float32")
+    labels = rng.integers(0, 7, size=6).astype("int32")
+    path = tmp_path / "model.keras"
+    model.save(path)
+    loaded = keras.models.load_model(path, safe_mode=True)  # no custom_objects
+    assert type(loaded.layers[-1]) is type(model.layers[-1])
+    np.testing.assert_array_equal(loaded([embeddings, labels]).numpy(), model([embeddings, labels]).numpy())
+
+
+@pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
+def test_mixed_precision_keeps_head_float32(policy, rng):
+    keras.mixed_precision.set_dtype_policy(policy)
+    inputs = keras.Input((8,))
+    labels = keras.Input((), dtype="int32")
+    embeddings = keras.layers.Dense(16)(inputs)
+    head = ArcMarginLayer(7, scale=64.0, margin=0.5)
+    model = keras.Model([inputs, labels], head([embeddings, labels]))
+    assert embeddings.dtype != "float32"  # the backbone does run in low precision
+    assert head.kernel.dtype == "float32"
+    x = (rng.normal(size=(32, 8)) * 100).astype("float32")
+    y = rng.integers(0, 7, size=32).astype("int32")
+    logits = model([x, y])
+    assert logits.dtype == "float32"
+    model.compile(optimizer="sgd", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    history = model.fit([x, y], y, epochs=2, verbose=0)
+    assert np.isfinite(history.history["loss"]).all()
+
+
+def test_trains_under_jit_compile(rng):
+    x = rng.normal(size=(64, 8)).astype("float32")
+    y = (x[:, 0] > 0).astype("int32") + 2 * (x[:, 1] > 0).astype("int32")
+    inputs = keras.Input((8,))
+    labels = keras.Input((), dtype="int32")
+    embeddings = keras.layers.Dense(16)(inputs)
+    model = keras.Model([inputs, labels], ArcMarginLayer(4, scale=16.0, margin=0.2, sub_centers=2)([embeddings, labels]))
+    model.compile(optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), jit_compile=True)
+    history = model.fit([x, y], y, epochs=3, batch_size=16, verbose=0)
+    assert np.isfinite(history.history["loss"]).all()
+    assert history.history["loss"][-1] < history.history["loss"][0]
+
+
+def test_scheduler_ramps_without_recompiling(rng):
+    x = rng.normal(size=(40, 8)).astype("float32")
+    y = rng.integers(0, 7, size=40).astype("int32")
+    model = _model(ArcMarginLayer(7, scale=30.0, margin=0.5))
+    model.compile(optimizer="sgd", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    seen = []
+
+    class Record(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            seen.append((float(model.layers[-1].margin_factor.numpy()), float(model.layers[-1].current_scale.numpy())))
+
+    scheduler = MarginScheduler(margin_factor=linear_ramp(2.0), scale=linear_ramp(2.0, start=10.0, end=30.0))
+    model.fit([x, y], y, batch_size=10, epochs=3, verbose=0, callbacks=[scheduler, Record()])
+    factors = [f for f, _ in seen]
+    assert factors[0] == 0.0 and factors[-1] == 1.0
+    assert factors == sorted(factors) and len(set(factors)) > 4
+    assert seen[0][1] == 10.0 and seen[-1][1] == 30.0
+    # The schedule is a variable read inside the compiled step: the step's
+    # output follows the variable without retracing.
+    assert model.train_function is not None
+
+
+def test_margin_factor_zero_is_normalised_softmax(rng):
+    embeddings, kernel, labels = _inputs(rng)
+    layer = _layer_with_kernel(AngularMarginLayer(7, scale=8.0, m1=1.5, m2=0.4, m3=0.2), kernel)
+    layer.margin_factor.assign(0.0)
+    np.testing.assert_allclose(layer([embeddings, labels]).numpy(), layer(embeddings).numpy(), atol=1e-5)
+
+
+def test_margins_from_class_counts():
+    margins = margins_from_class_counts([1000, 100, 10], max_margin=0.5)
+    assert margins[2] == pytest.approx(0.5)
+    np.testing.assert_allclose(margins, 0.5 * np.array([1000, 100, 10]) ** -0.25 / 10 ** -0.25)
+    layer = ArcMarginLayer(3, margin=margins)
+    assert layer.margin == margins
+    with pytest.raises(ValueError, match="class_counts"):
+        margins_from_class_counts([10, 0, 3])
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda: ArcMarginLayer(1), "num_classes=1"),
+        (lambda: ArcMarginLayer(2.5), "num_classes=2.5"),
+        (lambda: ArcMarginLayer(10, scale=0), "scale=0"),
+        (lambda: ArcMarginLayer(10, scale=-3.0), "scale=-3.0"),
+        (lambda: ArcMarginLayer(10, scale="big"), "scale='big'"),
+        (lambda: ArcMarginLayer(2, scale="auto"), "num_classes=2"),
+        (lambda: ArcMarginLayer(10, margin=-0.1), "margin=-0.1"),
+        (lambda: ArcMarginLayer(10, margin=math.pi), "margin=3.14"),
+        (lambda: ArcMarginLayer(3, margin=[0.1, 0.2]), "margin=\\[0.1, 0.2\\]"),
+        (lambda: CosMarginLayer(10, margin=2.5), "margin=2.5"),
+        (lambda: SphereMarginLayer(10, margin=0.5), "margin=0.5"),
+        (lambda: AngularMarginLayer(10, m3=float("nan")), "m3=nan"),
+        (lambda: ArcMarginLayer(10, sub_centers=0), "sub_centers=0"),
+    ],
+)
+def test_bad_arguments_name_the_argument(make, message):
+    with pytest.raises(ValueError, match=message):
+        make()
+
+
+def test_bad_labels_raise_clear_errors(rng):
+    embeddings, kernel, labels = _inputs(rng)
+    layer = _layer_with_kernel(ArcMarginLayer(7), kernel)
+    with pytest.raises(ValueError, match="integer"):
+        layer([embeddings, labels.astype("float32")])
+    with pytest.raises(ValueError, match="labels.shape"):
+        layer([embeddings, labels.reshape(-1, 2)[:, :]])
+    with pytest.raises(ValueError, match="one label per embedding"):
+        layer([embeddings, labels[:-1]])
+    with pytest.raises(ValueError, match=r"\[0, 7\)"):
+        layer([embeddings, np.where(labels == 0, 7, labels)])
+    with pytest.raises(ValueError, match=r"\[0, 7\)"):
+        layer([embeddings, np.where(labels == 0, -1, labels)])
+    with pytest.raises(ValueError, match="embeddings.shape"):
+        ArcMarginLayer(7)([np.zeros((2, 3, 4), "float32"), np.zeros(2, "int32")])
+
+
+def test_runs_under_jax_backend():
+    pytest.importorskip("jax")
+    code = (
+        "import numpy as np, keras, arcface_keras as a\n"
+        "assert keras.backend.backend() == 'jax'\n"
+        "x = np.random.default_rng(0).normal(size=(8, 4)).astype('float32')\n"
+        "y = np.arange(8) % 3\n"
+        "for layer in [a.ArcMarginLayer(3), a.CosMarginLayer(3), a.SphereMarginLayer(3), a.ArcMarginLayer(3, sub_centers=2)]:\n"
+        "    out = np.asarray(layer([x, y])); assert out.shape == (8, 3) and np.isfinite(out).all()\n"
+        "    assert np.asarray(layer(x)).shape == (8, 3)\n"
+        "print('ok')\n"
+    )
+    env = {**os.environ, "KERAS_BACKEND": "jax"}
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "ok" in result.stdout
