@@ -1,0 +1,94 @@
+"""Feature extractors: image (already normalised) → embedding of `latent_dim`.
+
+Each is a functional `keras.Model` named ``backbone``; every layer has a name
+and follows the global dtype policy, so mixed precision is one switch. Both end
+in ``Dense(latent_dim)`` followed by batch normalisation of the embedding (the
+"BN-FC-BN" output of the ArcFace paper), which keeps the embedding centred so
+its angle to the class centres means something from the first step.
+"""
+
+import keras
+from keras import layers
+
+BACKBONES = ("network", "resnet")
+
+
+def build(name, input_shape, latent_dim=128, **options):
+    """The backbone called `name` (``network`` or ``resnet``)."""
+    if name not in BACKBONES:
+        raise ValueError(f"`backbone` must be one of {BACKBONES}. Received: backbone={name!r}")
+    if not isinstance(latent_dim, int) or latent_dim < 2:
+        raise ValueError(f"`latent_dim` must be an integer ≥ 2. Received: latent_dim={latent_dim!r}")
+    return {"network": network, "resnet": resnet}[name](input_shape, latent_dim, **options)
+
+
+def _embedding(features, latent_dim, momentum):
+    x = layers.Dense(latent_dim, use_bias=False, name="embedding_dense")(features)
+    return layers.BatchNormalization(momentum=momentum, name="embedding_bn")(x)
+
+
+def _conv_bn_relu(x, filters, name, strides=1, momentum=0.9):
+    x = layers.Conv2D(filters, 3, strides=strides, padding="same", use_bias=False, name=f"{name}_conv")(x)
+    x = layers.BatchNormalization(momentum=momentum, name=f"{name}_bn")(x)
+    return layers.ReLU(name=f"{name}_relu")(x)
+
+
+def network(input_shape, latent_dim=128, widths=(64, 256, 64), convs_per_block=1, bn_momentum=0.9):
+    """The source report's "Network": conv blocks that widen then narrow.
+
+    Each block is ``convs_per_block`` × (3×3 conv, batch norm, ReLU) followed
+    by 2×2 max pooling while the feature map is larger than 2×2; the result is
+    flattened and projected to `latent_dim`.
+
+    Args:
+        input_shape: (H, W, C) of the images, C = 1 or 3.
+        latent_dim: embedding size. Defaults to `128`.
+        widths: filters of each block. Defaults to `(64, 256, 64)`.
+        convs_per_block: conv layers per block. Defaults to `1`.
+        bn_momentum: batch-norm momentum; 0.9 lets the moving statistics
+            keep up with a fast-changing network. Defaults to `0.9`.
+    """
+    images = keras.Input(input_shape, name="image")
+    x = images
+    for block, filters in enumerate(widths, start=1):
+        for conv in range(1, convs_per_block + 1):
+            x = _conv_bn_relu(x, filters, f"block{block}_{conv}", momentum=bn_momentum)
+        if x.shape[1] > 2 and x.shape[2] > 2:
+            x = layers.MaxPooling2D(2, name=f"block{block}_pool")(x)
+    x = layers.Flatten(name="flatten")(x)
+    return keras.Model(images, _embedding(x, latent_dim, bn_momentum), name="backbone")
+
+
+def resnet(input_shape, latent_dim=128, depth=20, width=16, bn_momentum=0.9):
+    """A CIFAR ResNet (He et al. 2016, section 4.2): 3 stages of basic blocks.
+
+    `depth` = 6n + 2 (20, 32, 44, 56, ...); stage widths are `width`, 2×, 4×.
+    Global average pooling, then the embedding.
+
+    Args:
+        input_shape: (H, W, C) of the images.
+        latent_dim: embedding size. Defaults to `128`.
+        depth: 6n + 2 layers. Defaults to `20`.
+        width: filters of the first stage. Defaults to `16`.
+        bn_momentum: batch-norm momentum. Defaults to `0.9`.
+    """
+    if (depth - 2) % 6 != 0 or depth < 8:
+        raise ValueError(f"`depth` must be 6n + 2 (8, 14, 20, 32, ...). Received: depth={depth!r}")
+    blocks = (depth - 2) // 6
+    images = keras.Input(input_shape, name="image")
+    x = _conv_bn_relu(images, width, "stem", momentum=bn_momentum)
+    for stage in range(3):
+        filters = width * 2**stage
+        for block in range(blocks):
+            name = f"stage{stage + 1}_block{block + 1}"
+            strides = 2 if stage > 0 and block == 0 else 1
+            shortcut = x
+            y = _conv_bn_relu(x, filters, f"{name}_a", strides=strides, momentum=bn_momentum)
+            y = layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"{name}_b_conv")(y)
+            y = layers.BatchNormalization(momentum=bn_momentum, name=f"{name}_b_bn")(y)
+            if strides != 1 or shortcut.shape[-1] != filters:
+                shortcut = layers.Conv2D(filters, 1, strides=strides, use_bias=False, name=f"{name}_proj_conv")(x)
+                shortcut = layers.BatchNormalization(momentum=bn_momentum, name=f"{name}_proj_bn")(shortcut)
+            x = layers.ReLU(name=f"{name}_relu")(layers.Add(name=f"{name}_add")([y, shortcut]))
+    x = layers.GlobalAveragePooling2D(name="pool")(x)
+    return keras.Model(images, _embedding(x, latent_dim, bn_momentum), name="backbone")

@@ -1,0 +1,66 @@
+"""SavedModel export with serving signatures, and loading.
+
+The default signature (``serving_default``, also named ``serve``) takes raw
+float32 images (B, H, W, C) in 0–255; ``serve_uint8`` takes uint8 images.
+Both return ``embedding`` (B, D, unit norm), ``probabilities`` (B, C) and
+``class_id`` (B,). Preprocessing is inside the model. The export loads with
+`tf.saved_model.load` in a process that never imported arcface_keras.
+"""
+
+import os
+import shutil
+import tempfile
+
+import keras
+import tensorflow as tf
+
+
+def export_saved_model(inference_model, path):
+    """Write `inference_model` as a SavedModel at `path`, atomically.
+
+    The export is written into a temporary folder beside `path` and moved
+    into place only when complete; an earlier export at `path` is replaced.
+    """
+    image_shape = tuple(inference_model.inputs[0].shape[1:])
+
+    def serve(images):
+        outputs = inference_model(tf.cast(images, tf.float32), training=False)
+        probabilities = tf.cast(outputs["probabilities"], tf.float32)
+        return {
+            "embedding": tf.cast(outputs["embedding"], tf.float32),
+            "probabilities": probabilities,
+            "class_id": tf.argmax(probabilities, axis=-1, output_type=tf.int32),
+        }
+
+    archive = keras.export.ExportArchive()
+    archive.track(inference_model)
+    archive.add_endpoint("serve", serve, input_signature=[tf.TensorSpec((None, *image_shape), tf.float32, name="images")])
+    archive.add_endpoint(
+        "serve_uint8", serve, input_signature=[tf.TensorSpec((None, *image_shape), tf.uint8, name="images")]
+    )
+    path = os.path.abspath(os.fspath(path))
+    parent = os.path.dirname(path)
+    os.makedirs(parent, exist_ok=True)
+    staging = tempfile.mkdtemp(dir=parent, prefix=".export-")
+    try:
+        archive.write_out(os.path.join(staging, "model"), verbose=False)
+        _replace_folder(os.path.join(staging, "model"), path)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return path
+
+
+def _replace_folder(source, destination):
+    old = None
+    if os.path.exists(destination):
+        old = destination + ".old"
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(destination, old)
+    os.replace(source, destination)
+    if old:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def load_saved_model(path):
+    """The exported model's default serving function (needs only TensorFlow)."""
+    return tf.saved_model.load(os.fspath(path)).signatures["serving_default"]

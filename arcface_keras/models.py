@@ -1,0 +1,91 @@
+"""Backbone + head → a training model and a label-free inference model.
+
+The training model of a margin head takes ``(images, labels)`` and returns
+margin logits; the softmax baseline takes images alone. The inference model
+takes raw images (0–255) and returns ``embedding`` (unit norm) and
+``probabilities``; both share every weight. Normalisation by the data set's
+mean and std is the first layer, so exported models take raw pixels.
+"""
+
+import keras
+from keras import layers
+
+from arcface_keras import backbones
+from arcface_keras.layers import ArcMarginLayer, CosMarginLayer, SphereMarginLayer
+
+MARGIN_HEADS = {"arcface": ArcMarginLayer, "cosface": CosMarginLayer, "sphereface": SphereMarginLayer}
+LOSSES = (*MARGIN_HEADS, "softmax")
+# The training recipe's margins (the layers keep the papers' defaults): smaller
+# than face recognition's, for few classes and training from scratch.
+RECIPE_MARGINS = {"arcface": 0.3, "cosface": 0.2, "sphereface": 1.35}
+
+
+def build_models(
+    num_classes,
+    image_shape,
+    mean,
+    std,
+    loss="arcface",
+    backbone="network",
+    latent_dim=128,
+    scale=None,
+    margin=None,
+    sub_centers=1,
+    backbone_options=None,
+):
+    """Build ``(train_model, inference_model)`` sharing one set of weights.
+
+    Args:
+        num_classes: number of classes.
+        image_shape: (H, W, C) of the raw images.
+        mean, std: per-channel statistics in [0, 1] units.
+        loss: ``arcface``, ``cosface``, ``sphereface`` or ``softmax``.
+            Defaults to `"arcface"`.
+        backbone: ``network`` or ``resnet``. Defaults to `"network"`.
+        latent_dim: embedding size. Defaults to `128`.
+        scale: of the margin head; `None` takes the layer's default.
+        margin: of the margin head; `None` takes `RECIPE_MARGINS[loss]`.
+        sub_centers: centres per class of the margin head. Defaults to `1`.
+        backbone_options: extra keyword arguments of the backbone.
+    """
+    if loss not in LOSSES:
+        raise ValueError(f"`loss` must be one of {LOSSES}. Received: loss={loss!r}")
+    images = keras.Input(image_shape, name="image")
+    normalized = layers.Normalization(
+        mean=[255.0 * m for m in mean], variance=[(255.0 * s) ** 2 for s in std], name="normalize"
+    )(images)
+    extractor = backbones.build(backbone, image_shape, latent_dim, **(backbone_options or {}))
+    embeddings = extractor(normalized)
+    if loss == "softmax":
+        head = layers.Dense(num_classes, dtype="float32", name="head")
+        train_model = keras.Model(images, head(embeddings), name="softmax")
+    else:
+        margin = RECIPE_MARGINS[loss] if margin is None else margin
+        options = {"margin": margin} if scale is None else {"margin": margin, "scale": scale}
+        head = MARGIN_HEADS[loss](num_classes, sub_centers=sub_centers, name="head", **options)
+        labels = keras.Input((), dtype="int32", name="label")
+        train_model = keras.Model([images, labels], head([embeddings, labels]), name=loss)
+    return train_model, inference_model(train_model)
+
+
+def inference_model(train_model):
+    """The label-free model of a training model: images → embedding, probabilities."""
+    images = train_model.inputs[0]
+    normalized = train_model.get_layer("normalize")(images)
+    embeddings = train_model.get_layer("backbone")(normalized)
+    logits = train_model.get_layer("head")(embeddings)
+    outputs = {
+        "embedding": layers.UnitNormalization(dtype="float32", name="embedding")(embeddings),
+        "probabilities": layers.Softmax(dtype="float32", name="probabilities")(logits),
+    }
+    return keras.Model(images, outputs, name="inference")
+
+
+def uses_labels(train_model):
+    """Whether the training model reads labels (margin heads do)."""
+    return len(train_model.inputs) == 2
+
+
+def class_centres(train_model):
+    """The class centres (D, C·K) of a margin head, or the Dense kernel."""
+    return keras.ops.convert_to_numpy(train_model.get_layer("head").kernel)

@@ -1,0 +1,256 @@
+"""One `train(config)` for every script: data → model → fit → evaluate → export.
+
+It writes a run folder (default ``saved_models/<dataset>-<loss>/``) with
+``metrics.json``, ``model.keras``, ``saved_model/``, ``history.csv``, the
+TensorBoard logs and the plots. A run killed part-way resumes where it stopped
+when started again with the same output folder (``backup/`` holds the state).
+"""
+
+import dataclasses
+import json
+import os
+import time
+
+import keras
+import numpy as np
+
+from arcface_keras import data as data_lib
+from arcface_keras import evaluation, export, models, plots
+from arcface_keras.io import write_json_atomic
+from arcface_keras.layers import MarginScheduler, linear_ramp
+
+PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
+STRATEGIES = ("auto", "one", "mirrored", "multiworker")
+OPTIMIZERS = ("sgd", "adam")
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    """Everything a run depends on; saved whole into ``metrics.json``."""
+
+    dataset: str = "digits"
+    data: str | None = None
+    loss: str = "arcface"
+    backbone: str = "network"
+    epochs: int = 30
+    batch_size: int = 100
+    latent_dim: int = 128
+    scale: float | None = 16.0
+    margin: float | None = None  # None: models.RECIPE_MARGINS[loss]
+    sub_centers: int = 1
+    margin_warmup_epochs: float = 1.0
+    optimizer: str = "sgd"
+    lr: float = 0.05
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    lr_warmup_epochs: float = 1.0
+    augment: str = "auto"  # auto: crop + flip for colour images
+    seed: int = 0
+    precision: str = "auto"
+    jit_compile: bool = False
+    strategy: str = "auto"
+    train_samples: int | None = None
+    validation_fraction: float = 0.1
+    backbone_options: dict = dataclasses.field(default_factory=dict)
+    output: str | None = None
+    verbose: int = 2
+
+    def validate(self):
+        """Raise ValueError naming the first bad field."""
+        checks = [
+            ("loss", self.loss in models.LOSSES, f"one of {models.LOSSES}"),
+            ("precision", self.precision in PRECISIONS, f"one of {PRECISIONS}"),
+            ("strategy", self.strategy in STRATEGIES, f"one of {STRATEGIES}"),
+            ("optimizer", self.optimizer in OPTIMIZERS, f"one of {OPTIMIZERS}"),
+            ("augment", self.augment in ("auto", "on", "off"), "one of auto, on, off"),
+            ("epochs", isinstance(self.epochs, int) and self.epochs >= 1, "an integer ≥ 1"),
+            ("batch_size", isinstance(self.batch_size, int) and self.batch_size >= 1, "an integer ≥ 1"),
+            ("lr", self.lr > 0, "positive"),
+            ("weight_decay", self.weight_decay >= 0, "≥ 0"),
+            ("margin_warmup_epochs", self.margin_warmup_epochs >= 0, "≥ 0"),
+            ("lr_warmup_epochs", self.lr_warmup_epochs >= 0, "≥ 0"),
+        ]
+        for name, ok, expected in checks:
+            if not ok:
+                raise ValueError(f"`{name}` must be {expected}. Received: {name}={getattr(self, name)!r}")
+
+    @property
+    def run_folder(self):
+        return self.output or os.path.join("saved_models", f"{self.dataset}-{self.loss}")
+
+
+def train(config):
+    """Train, evaluate and export one model; return the metrics dict."""
+    config.validate()
+    folder = config.run_folder
+    os.makedirs(folder, exist_ok=True)
+    keras.utils.set_random_seed(config.seed)
+    splits = data_lib.load(
+        config.dataset, config.data, config.validation_fraction, config.train_samples, config.seed
+    )
+    previous_policy = keras.mixed_precision.dtype_policy()
+    keras.mixed_precision.set_dtype_policy(resolve_precision(config.precision))
+    try:
+        with make_strategy(config.strategy).scope():
+            train_model, inference = models.build_models(
+                splits.num_classes,
+                splits.image_shape,
+                splits.mean,
+                splits.std,
+                loss=config.loss,
+                backbone=config.backbone,
+                latent_dim=config.latent_dim,
+                scale=config.scale,
+                margin=config.margin,
+                sub_centers=config.sub_centers,
+                backbone_options=config.backbone_options,
+            )
+            steps_per_epoch = int(np.ceil(len(splits.y_train) / config.batch_size))
+            train_model.compile(
+                optimizer=make_optimizer(config, steps_per_epoch),
+                loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+                jit_compile=config.jit_compile,
+            )
+        labels_as_input = models.uses_labels(train_model)
+        augment = config.augment == "on" or (config.augment == "auto" and splits.image_shape[-1] == 3)
+        train_data = data_lib.make_dataset(
+            splits.x_train, splits.y_train, config.batch_size, training=True, augment=augment,
+            seed=config.seed, labels_as_input=labels_as_input,
+        )
+        timer = EpochTimer(os.path.join(folder, "epoch_seconds.json"))
+        callbacks = [
+            InferenceValidation(inference, splits.x_val, splits.y_val, config.batch_size),
+            keras.callbacks.TerminateOnNaN(),
+            keras.callbacks.BackupAndRestore(os.path.join(folder, "backup")),
+            keras.callbacks.ModelCheckpoint(
+                os.path.join(folder, "checkpoint-best.keras"), monitor="val_accuracy", mode="max", save_best_only=True
+            ),
+            keras.callbacks.CSVLogger(os.path.join(folder, "history.csv"), append=True),
+            keras.callbacks.TensorBoard(os.path.join(folder, "logs")),
+            timer,
+        ]
+        if labels_as_input and config.margin_warmup_epochs > 0:
+            callbacks.append(MarginScheduler(margin_factor=linear_ramp(config.margin_warmup_epochs)))
+        train_model.fit(train_data, epochs=config.epochs, callbacks=callbacks, verbose=config.verbose)
+        if not np.isfinite(train_model.get_layer("head").kernel.numpy()).all():
+            raise RuntimeError("Training diverged (NaN in the weights); lower --lr or --scale.")
+        probabilities = predict(inference, splits.x_test, config.batch_size)["probabilities"]
+        metrics = evaluation.classification_metrics(splits.y_test, probabilities, splits.num_classes)
+        epoch_seconds = timer.seconds
+        metrics.update(
+            {
+                "dataset": splits.name,
+                "loss": config.loss,
+                "epochs": config.epochs,
+                "train_seconds": float(sum(epoch_seconds)),
+                "seconds_per_epoch": float(np.median(epoch_seconds)) if epoch_seconds else None,
+                "train_images": int(len(splits.y_train)),
+                "images_per_second": float(len(splits.y_train) / np.median(epoch_seconds)) if epoch_seconds else None,
+                "precision_policy": keras.mixed_precision.dtype_policy().name,
+                "config": dataclasses.asdict(config),
+            }
+        )
+        save_model_atomic(train_model, os.path.join(folder, "model.keras"))
+        export.export_saved_model(inference, os.path.join(folder, "saved_model"))
+        plots.training_curves(os.path.join(folder, "history.csv"), os.path.join(folder, "training_curves.png"))
+        write_json_atomic(os.path.join(folder, "metrics.json"), metrics)
+        return metrics
+    finally:
+        keras.mixed_precision.set_dtype_policy(previous_policy)
+
+
+def predict(inference_model, images, batch_size=100):
+    """Inference outputs over `images` (NumPy), in batches."""
+    outputs = inference_model.predict(images.astype("float32"), batch_size=batch_size, verbose=0)
+    return {k: np.asarray(v) for k, v in outputs.items()}
+
+
+def resolve_precision(precision):
+    """``auto`` means mixed_float16 on a GPU, float32 on the CPU."""
+    if precision != "auto":
+        return precision
+    import tensorflow as tf
+
+    return "mixed_float16" if tf.config.list_physical_devices("GPU") else "float32"
+
+
+def make_strategy(name):
+    """A tf.distribute strategy: ``auto`` mirrors over GPUs when there are several."""
+    import tensorflow as tf
+
+    gpus = tf.config.list_logical_devices("GPU")
+    if name == "auto":
+        name = "mirrored" if len(gpus) > 1 else "default"
+    if name == "default":
+        return tf.distribute.get_strategy()
+    if name == "one":
+        return tf.distribute.OneDeviceStrategy(gpus[0].name if gpus else "/cpu:0")
+    if name == "mirrored":
+        devices = [d.name for d in gpus] or [d.name for d in tf.config.list_logical_devices("CPU")]
+        return tf.distribute.MirroredStrategy(devices)
+    return tf.distribute.MultiWorkerMirroredStrategy()
+
+
+def make_optimizer(config, steps_per_epoch):
+    """SGD with momentum (or Adam), linear warm-up then cosine decay to 0."""
+    total = config.epochs * steps_per_epoch
+    warmup = min(int(config.lr_warmup_epochs * steps_per_epoch), total - 1)
+    schedule = keras.optimizers.schedules.CosineDecay(
+        initial_learning_rate=0.0 if warmup else config.lr,
+        decay_steps=max(total - warmup, 1),
+        warmup_target=config.lr if warmup else None,
+        warmup_steps=warmup,
+    )
+    if config.optimizer == "adam":
+        return keras.optimizers.AdamW(schedule, weight_decay=config.weight_decay)
+    return keras.optimizers.SGD(schedule, momentum=config.momentum, nesterov=True, weight_decay=config.weight_decay)
+
+
+def save_model_atomic(model, path):
+    """`model.save` into a temporary file, then an atomic rename."""
+    temporary = path + ".tmp.keras"
+    model.save(temporary)
+    os.replace(temporary, path)
+
+
+class InferenceValidation(keras.callbacks.Callback):
+    """Validation accuracy and loss of the label-free model, in inference mode.
+
+    A margin head's training logits include the margin, so their accuracy
+    understates the classifier; this scores what users will deploy, with
+    batch-norm moving statistics, each epoch, as ``val_accuracy`` /
+    ``val_loss`` (placed first, so checkpoints and logs see them).
+    """
+
+    def __init__(self, inference_model, images, labels, batch_size):
+        super().__init__()
+        self.inference_model = inference_model
+        self.images, self.labels, self.batch_size = images, labels, batch_size
+
+    def on_epoch_end(self, epoch, logs=None):
+        probabilities = predict(self.inference_model, self.images, self.batch_size)["probabilities"]
+        chosen = probabilities[np.arange(len(self.labels)), self.labels]
+        if logs is not None:
+            logs["val_accuracy"] = float((probabilities.argmax(axis=1) == self.labels).mean())
+            logs["val_loss"] = float(-np.log(np.clip(chosen, 1e-12, None)).mean())
+
+
+class EpochTimer(keras.callbacks.Callback):
+    """Seconds per epoch, kept in a file so a resumed run adds up all sittings."""
+
+    def __init__(self, path):
+        super().__init__()
+        self.path = path
+        self.seconds = []
+        if os.path.exists(path):
+            with open(path) as file:
+                self.seconds = json.load(file)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._start = time.perf_counter()
+        del self.seconds[epoch:]  # an epoch redone after a kill counts once
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.seconds.append(time.perf_counter() - self._start)
+        write_json_atomic(self.path, self.seconds)

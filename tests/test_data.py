@@ -1,0 +1,205 @@
+import gzip
+import os
+import pickle
+import struct
+import time
+
+import numpy as np
+import pytest
+import tensorflow_datasets as tfds
+
+from arcface_keras import data, models
+from arcface_keras.data import DataError
+
+
+def _arrays(rng, shape=(28, 28), n_train=60, n_test=20, classes=3):
+    return (
+        rng.integers(0, 256, size=(n_train, *shape), dtype=np.uint8),
+        np.arange(n_train) % classes,
+        rng.integers(0, 256, size=(n_test, *shape), dtype=np.uint8),
+        np.arange(n_test) % classes,
+    )
+
+
+def _write_idx(path, array):
+    header = struct.pack(">BBBB", 0, 0, 0x08, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
+    with gzip.open(path, "wb") as file:
+        file.write(header + array.astype("uint8").tobytes())
+
+
+def test_npz_grayscale_and_colour(tmp_path, rng):
+    for shape in ((28, 28), (32, 32, 3)):
+        x_train, y_train, x_test, y_test = _arrays(rng, shape)
+        path = tmp_path / f"set{len(shape)}.npz"
+        np.savez(path, x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test)
+        splits = data.load(data=str(path), validation_fraction=0.2)
+        assert splits.image_shape == (shape + (1,))[:3]
+        assert len(splits.y_train) + len(splits.y_val) == 60 and len(splits.y_test) == 20
+        assert splits.num_classes == 3
+        np.testing.assert_array_equal(splits.x_test.reshape(x_test.shape), x_test)
+
+
+def test_idx_folder_round_trip(tmp_path, rng):
+    x_train, y_train, x_test, y_test = _arrays(rng)
+    for key, array in zip(("x_train", "y_train", "x_test", "y_test"), (x_train, y_train, x_test, y_test)):
+        _write_idx(tmp_path / data.MNIST_IDX_FILES[key], array)
+    arrays = data.load_local(str(tmp_path))
+    for got, expected in zip(arrays, (x_train, y_train, x_test, y_test)):
+        np.testing.assert_array_equal(got, expected)
+
+
+def _write_cifar(folder, rng, protocol=2):
+    expected = []
+    for name in data.CIFAR_BATCHES:
+        images = rng.integers(0, 256, size=(6, 32, 32, 3), dtype=np.uint8)
+        labels = list(rng.integers(0, 10, size=6))
+        batch = {b"data": images.transpose(0, 3, 1, 2).reshape(6, -1), b"labels": [int(v) for v in labels]}
+        with open(folder / name, "wb") as file:
+            pickle.dump(batch, file, protocol=protocol)
+        expected.append((images, labels))
+    return expected
+
+
+@pytest.mark.parametrize("protocol", [2, pickle.DEFAULT_PROTOCOL])
+def test_cifar_batches(tmp_path, rng, protocol):
+    expected = _write_cifar(tmp_path, rng, protocol)
+    x_train, y_train, x_test, y_test = data.load_local(str(tmp_path))
+    np.testing.assert_array_equal(x_train, np.concatenate([e[0] for e in expected[:5]]))
+    np.testing.assert_array_equal(y_test, expected[5][1])
+    assert data.load(data=str(tmp_path)).name == "cifar10"
+
+
+def test_cifar_unpickler_refuses_code(tmp_path, rng):
+    _write_cifar(tmp_path, rng)
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, ("echo pwned > /dev/null",))
+
+    with open(tmp_path / "test_batch", "wb") as file:
+        pickle.dump({b"data": Evil(), b"labels": []}, file)
+    with pytest.raises(DataError, match="refusing"):
+        data.load_local(str(tmp_path))
+
+
+@pytest.mark.parametrize(
+    "arrays, message",
+    [
+        (dict(x_train=np.zeros((4, 28, 28), "uint8"), y_train=np.zeros(4, "int64")), "lacks"),
+        (dict(x_train=np.zeros((4, 28, 28), "uint8"), y_train=np.zeros(4, "int64"), x_test=np.zeros((2, 32, 32), "uint8"), y_test=np.zeros(2, "int64")), "differ in shape"),
+        (dict(x_train=np.zeros((4, 28, 28), "float32"), y_train=np.zeros(4, "int64"), x_test=np.zeros((2, 28, 28), "float32"), y_test=np.zeros(2, "int64")), "uint8"),
+        (dict(x_train=np.zeros((4, 28, 28), "uint8"), y_train=np.zeros(3, "int64"), x_test=np.zeros((2, 28, 28), "uint8"), y_test=np.zeros(2, "int64")), "3 labels"),
+        (dict(x_train=np.zeros((4, 28, 28), "uint8"), y_train=np.zeros(4, "float32"), x_test=np.zeros((2, 28, 28), "uint8"), y_test=np.zeros(2, "int64")), "integer"),
+        (dict(x_train=np.array([object()] * 4), y_train=np.zeros(4, "int64"), x_test=np.zeros((2, 28, 28), "uint8"), y_test=np.zeros(2, "int64")), "not a readable"),
+    ],
+)
+def test_malformed_npz_gets_clear_error(tmp_path, arrays, message):
+    path = tmp_path / "bad.npz"
+    np.savez(path, **arrays)
+    with pytest.raises(DataError, match=message):
+        data.load(data=str(path))
+
+
+def test_missing_and_unknown_paths(tmp_path):
+    with pytest.raises(DataError, match="does not exist"):
+        data.load(data=str(tmp_path / "nope.npz"))
+    (tmp_path / "notes.txt").write_text("x")
+    with pytest.raises(DataError, match="not an .npz"):
+        data.load(data=str(tmp_path / "notes.txt"))
+    with pytest.raises(DataError, match="neither"):
+        data.load(data=str(tmp_path))
+
+
+def test_unknown_tfds_name():
+    with pytest.raises(DataError, match="Unknown data set"):
+        data.load("no_such_dataset_xyz")
+
+
+def test_tfds_without_network_fails_fast(tmp_path, monkeypatch):
+    monkeypatch.setattr(data, "network_available", lambda *a, **k: False)
+    start = time.perf_counter()
+    with pytest.raises(DataError, match="--data"):
+        data.load("mnist", data_dir=str(tmp_path))
+    assert time.perf_counter() - start < 60
+
+
+def test_network_probe_answers_quickly():
+    start = time.perf_counter()
+    assert data.network_available("127.0.0.1", 9, timeout=2.0) is False  # nothing listens on port 9
+    assert time.perf_counter() - start < 10
+
+
+@pytest.mark.parametrize("name, shape", [("mnist", (28, 28, 1)), ("cifar10", (32, 32, 3)), ("fashion_mnist", (28, 28, 1))])
+def test_tfds_path_with_mock_data(name, shape, tmp_path, monkeypatch):
+    monkeypatch.setattr(data, "network_available", lambda *a, **k: True)
+    with tfds.testing.mock_data(num_examples=40):
+        splits = data.load(name, data_dir=str(tmp_path), validation_fraction=0.25)
+    assert splits.image_shape == shape and splits.x_train.dtype == np.uint8
+    assert len(splits.y_train) + len(splits.y_val) == 40
+    if name in data.KNOWN_STATISTICS:
+        assert splits.mean == data.KNOWN_STATISTICS[name][0] and splits.std == data.KNOWN_STATISTICS[name][1]
+    else:  # statistics computed from the training split
+        np.testing.assert_allclose(splits.mean, splits.x_train.reshape(-1, shape[-1]).mean(0) / 255.0)
+
+
+def test_known_statistics_match_the_report():
+    assert data.KNOWN_STATISTICS["mnist"] == ((0.1307,), (0.3081,))
+    assert data.KNOWN_STATISTICS["cifar10"] == ((0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010))
+
+
+def test_normalization_layer_applies_statistics(rng):
+    mean, std = data.KNOWN_STATISTICS["cifar10"]
+    train_model, _ = models.build_models(10, (32, 32, 3), mean, std, loss="softmax", latent_dim=8, backbone_options={"widths": (4,)})
+    images = rng.integers(0, 256, size=(2, 32, 32, 3)).astype("float32")
+    normalized = train_model.get_layer("normalize")(images).numpy()
+    np.testing.assert_allclose(normalized, (images / 255.0 - np.array(mean)) / np.array(std), rtol=1e-4, atol=1e-4)
+
+
+def test_digits_embedded_split_is_fixed():
+    first, second = data.load_digits(), data.load_digits()
+    for a, b in zip(first, second):
+        np.testing.assert_array_equal(a, b)
+    x_train, y_train, x_test, y_test = first
+    assert x_train.shape == (1438, 8, 8, 1) and x_test.shape == (359, 8, 8, 1) and x_train.max() == 255
+
+
+def test_stratified_subsets(rng):
+    x = np.zeros((1000, 2, 2, 1), "uint8")
+    y = np.repeat(np.arange(10), 100)
+    x_train, y_train, x_val, y_val = data.stratified_split(x, y, 0.1, seed=1)
+    assert np.bincount(y_val).tolist() == [10] * 10 and np.bincount(y_train).tolist() == [90] * 10
+    full = data.load("digits", seed=3)
+    digits = data.load("digits", train_samples=500, seed=3)
+    counts = np.bincount(digits.y_train, minlength=10)
+    quotas = np.bincount(full.y_train, minlength=10) * 500 / len(full.y_train)
+    assert counts.sum() == 500 and np.all(np.abs(counts - quotas) < 1)
+
+
+def test_pipeline_batches_and_shuffles(rng):
+    images = rng.integers(0, 256, size=(250, 8, 8, 1), dtype=np.uint8)
+    labels = np.arange(250) % 5
+    dataset = data.make_dataset(images, labels, batch_size=100, training=True, seed=0)
+    epochs = [[(x.numpy(), y.numpy(), target.numpy()) for (x, y), target in dataset] for _ in range(2)]
+    assert [len(b[1]) for b in epochs[0]] == [100, 100, 50]
+    assert epochs[0][0][0].dtype == np.float32 and epochs[0][0][0].max() > 1.0  # raw 0–255
+    assert not np.array_equal(epochs[0][0][1], epochs[1][0][1])  # reshuffled each epoch
+    seen = np.sort(np.concatenate([b[1] for b in epochs[0]]))
+    np.testing.assert_array_equal(seen, np.sort(labels))
+    test = data.make_dataset(images, labels, batch_size=100, labels_as_input=False)
+    np.testing.assert_array_equal(next(iter(test))[0].numpy(), images[:100].astype("float32"))
+
+
+def test_augmentation_is_padded_crop_and_flip(rng):
+    images = rng.integers(1, 256, size=(64, 32, 32, 3), dtype=np.uint8)
+    labels = np.arange(64)
+    dataset = data.make_dataset(images, labels, batch_size=64, training=True, augment=True, seed=0, labels_as_input=False)
+    batch, order = next(iter(dataset))
+    flips = 0
+    for augmented, index in zip(batch.numpy(), order.numpy()):
+        padded = np.pad(images[index].astype("float32"), ((4, 4), (4, 4), (0, 0)))
+        candidates = [padded[dy : dy + 32, dx : dx + 32] for dy in range(9) for dx in range(9)]
+        plain = any(np.array_equal(augmented, c) for c in candidates)
+        flipped = any(np.array_equal(augmented, c[:, ::-1]) for c in candidates)
+        assert plain or flipped
+        flips += flipped and not plain
+    assert 10 < flips < 54  # about half are flipped

@@ -1,0 +1,147 @@
+import csv
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import keras
+import numpy as np
+import pytest
+
+import arcface_keras  # noqa: F401  (registers the layers for load_model)
+from arcface_keras import training
+from arcface_keras.training import TrainConfig, train
+
+TINY = dict(backbone_options={"widths": (8, 16)}, latent_dim=16, verbose=0)
+
+
+def _synthetic_npz(path, rng, classes=4, per_class=60, size=12):
+    """Classes are bright squares in different corners, plus noise."""
+    def make(n):
+        labels = np.repeat(np.arange(classes), n)
+        images = rng.integers(0, 60, size=(len(labels), size, size)).astype("int32")
+        half = size // 2
+        for i, label in enumerate(labels):
+            row, col = divmod(label, 2)
+            images[i, row * half : (row + 1) * half, col * half : (col + 1) * half] += 150
+        return np.clip(images, 0, 255).astype("uint8"), labels
+
+    x_train, y_train = make(per_class)
+    x_test, y_test = make(per_class // 3)
+    np.savez(path, x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test)
+    return str(path)
+
+
+@pytest.fixture
+def synthetic(tmp_path, rng):
+    return _synthetic_npz(tmp_path / "synthetic.npz", rng)
+
+
+@pytest.mark.parametrize("loss", ["arcface", "cosface", "sphereface", "softmax"])
+def test_short_run_learns_and_writes_the_run_folder(loss, synthetic, tmp_path):
+    folder = tmp_path / loss
+    metrics = train(TrainConfig(data=synthetic, loss=loss, epochs=6, batch_size=20, lr=0.05, output=str(folder), **TINY))
+    assert metrics["test_accuracy"] >= 0.95, metrics["test_accuracy"]
+    for key in ("test_accuracy", "macro_precision", "macro_recall", "macro_f1", "epochs", "train_seconds", "dataset", "loss"):
+        assert key in metrics
+    assert metrics["loss"] == loss and metrics["dataset"] == "synthetic" and metrics["epochs"] == 6
+    for name in ("metrics.json", "model.keras", "saved_model/saved_model.pb", "training_curves.png", "history.csv"):
+        assert (folder / name).exists(), name
+    assert json.loads((folder / "metrics.json").read_text())["test_accuracy"] == metrics["test_accuracy"]
+    assert not (folder / "backup").exists()  # removed after a finished run
+
+
+def test_keras_file_and_saved_model_reload_to_the_same_outputs(synthetic, tmp_path, rng):
+    folder = tmp_path / "run"
+    train(TrainConfig(data=synthetic, epochs=2, batch_size=20, output=str(folder), **TINY))
+    images = rng.integers(0, 256, size=(7, 12, 12, 1)).astype("uint8")
+    loaded = keras.models.load_model(folder / "model.keras")  # safe mode, no custom_objects
+    expected = arcface_keras.models.inference_model(loaded).predict(images.astype("float32"), verbose=0)
+    np.save(tmp_path / "images.npy", images)
+    # A fresh process that never imports arcface_keras.
+    code = textwrap.dedent(
+        f"""
+        import sys, numpy as np, tensorflow as tf
+        serve = tf.saved_model.load({str(folder / "saved_model")!r}).signatures["serving_default"]
+        images = np.load({str(tmp_path / "images.npy")!r})
+        out = serve(images=tf.constant(images.astype("float32")))
+        out8 = tf.saved_model.load({str(folder / "saved_model")!r}).signatures["serve_uint8"](images=tf.constant(images))
+        assert "arcface_keras" not in sys.modules
+        np.savez({str(tmp_path / "served.npz")!r}, **{{k: v.numpy() for k, v in out.items()}}, p8=out8["probabilities"].numpy())
+        """
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    served = np.load(tmp_path / "served.npz")
+    np.testing.assert_allclose(served["probabilities"], expected["probabilities"], atol=1e-5)
+    np.testing.assert_allclose(served["p8"], expected["probabilities"], atol=1e-5)
+    np.testing.assert_allclose(served["embedding"], expected["embedding"], atol=1e-5)
+    np.testing.assert_allclose(np.linalg.norm(served["embedding"], axis=1), 1.0, atol=1e-5)
+    np.testing.assert_array_equal(served["class_id"], expected["probabilities"].argmax(axis=1))
+
+
+def test_killed_run_resumes_where_it_stopped(synthetic, tmp_path, monkeypatch):
+    folder = tmp_path / "run"
+    config = TrainConfig(data=synthetic, epochs=4, batch_size=40, output=str(folder), **TINY)
+    original = training.EpochTimer
+
+    class KilledTimer(original):
+        def on_epoch_end(self, epoch, logs=None):
+            super().on_epoch_end(epoch, logs)
+            if epoch == 1:
+                raise KeyboardInterrupt("simulated kill")
+
+    monkeypatch.setattr(training, "EpochTimer", KilledTimer)
+    with pytest.raises(KeyboardInterrupt):
+        train(config)
+    assert (folder / "backup").exists() and not (folder / "metrics.json").exists()
+    monkeypatch.setattr(training, "EpochTimer", original)
+    metrics = train(config)
+    with open(folder / "history.csv") as file:
+        epochs = [int(row["epoch"]) for row in csv.DictReader(file)]
+    assert epochs == [0, 1, 2, 3]  # epochs 0 and 1 were not trained again
+    assert len(json.loads((folder / "epoch_seconds.json").read_text())) == 4
+    assert metrics["epochs"] == 4
+
+
+def test_mirrored_strategy_on_two_cpu_devices(synthetic, tmp_path):
+    code = textwrap.dedent(
+        f"""
+        import tensorflow as tf
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+        from arcface_keras.training import TrainConfig, train, make_strategy
+        assert make_strategy("mirrored").num_replicas_in_sync == 2
+        m = train(TrainConfig(data={synthetic!r}, epochs=3, batch_size=20, strategy="mirrored",
+                              output={str(tmp_path / "run")!r}, backbone_options={{"widths": (8, 16)}}, latent_dim=16, verbose=0))
+        print("ACCURACY", m["test_accuracy"])
+        """
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    accuracy = float(result.stdout.split("ACCURACY")[-1])
+    assert accuracy >= 0.9
+
+
+def test_mixed_precision_run_keeps_float32_head(synthetic, tmp_path):
+    metrics = train(TrainConfig(data=synthetic, epochs=2, batch_size=20, precision="mixed_bfloat16", output=str(tmp_path / "r"), **TINY))
+    assert metrics["precision_policy"] == "mixed_bfloat16"
+    assert np.isfinite(metrics["test_accuracy"])
+    model = keras.models.load_model(tmp_path / "r" / "model.keras")
+    assert model.get_layer("head").kernel.dtype == "float32"
+    assert keras.mixed_precision.dtype_policy().name == "float32"  # restored after the run
+
+
+@pytest.mark.parametrize(
+    "field, value",
+    [("loss", "hinge"), ("precision", "fp8"), ("epochs", 0), ("batch_size", -1), ("lr", 0.0), ("strategy", "tpu")],
+)
+def test_bad_config_names_the_field(field, value):
+    with pytest.raises(ValueError, match=f"{field}={value!r}"):
+        train(TrainConfig(**{field: value}))
+
+
+def test_resolve_precision_on_cpu():
+    assert training.resolve_precision("auto") == "float32"
+    assert training.resolve_precision("mixed_float16") == "mixed_float16"
