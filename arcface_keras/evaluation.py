@@ -1,11 +1,19 @@
-"""Metrics computed from labels, predictions and embeddings."""
+"""Metrics computed from labels, predictions and embeddings.
+
+- classification: accuracy, top-k, per-class and macro precision/recall/F1,
+  confusion matrix (scikit-learn);
+- angles between embeddings and class centres, and between centres;
+- retrieval with cosine similarity: precision@1, R-precision, MAP@R (the
+  definitions of pytorch-metric-learning's AccuracyCalculator);
+- verification on same/different pairs: ROC, AUC, EER, TAR at FAR = 1e-3.
+"""
 
 import numpy as np
 from sklearn import metrics as sk
 
 
 def classification_metrics(y_true, probabilities, num_classes=None):
-    """Accuracy, top-5 accuracy, macro and per-class precision/recall/F1.
+    """Accuracy, top-k accuracy, macro and per-class precision/recall/F1.
 
     Args:
         y_true: integer labels (N,).
@@ -38,3 +46,148 @@ def classification_metrics(y_true, probabilities, num_classes=None):
         },
         "confusion_matrix": sk.confusion_matrix(y_true, y_pred, labels=labels).tolist(),
     }
+
+
+def _unit(x, axis=-1):
+    x = np.asarray(x, dtype="float64")
+    return x / np.maximum(np.linalg.norm(x, axis=axis, keepdims=True), 1e-12)
+
+
+def _angle(cosine):
+    return np.degrees(np.arccos(np.clip(cosine, -1.0, 1.0)))
+
+
+def target_angles(embeddings, labels, centres, sub_centers=1):
+    """Per sample: degrees to its own centre and to the nearest other class's.
+
+    Args:
+        embeddings: (N, D).
+        labels: (N,) integer classes.
+        centres: (D, C·K) class centres, columns as in `ArcMarginLayer.kernel`.
+        sub_centers: K. Defaults to `1`.
+
+    Returns:
+        ``(own, nearest_other)``, two (N,) arrays of degrees.
+    """
+    cosines = _unit(embeddings) @ _unit(centres, axis=0)
+    cosines = cosines.reshape(len(cosines), -1, sub_centers).max(axis=-1)  # (N, C)
+    rows = np.arange(len(labels))
+    own = cosines[rows, labels]
+    cosines[rows, labels] = -np.inf
+    return _angle(own), _angle(cosines.max(axis=1))
+
+
+def angular_statistics(embeddings, labels, centres, sub_centers=1):
+    """Angles to own centre, between centres, and the margin achieved (degrees)."""
+    own, other = target_angles(embeddings, labels, centres, sub_centers)
+    class_centres = _unit(centres, axis=0)
+    between = _angle(class_centres.T @ class_centres)
+    num_columns = between.shape[0]
+    same_class = np.arange(num_columns)[:, None] // sub_centers == np.arange(num_columns)[None, :] // sub_centers
+    between = between[~same_class]
+    achieved = other - own
+    return {
+        "target_angle_mean": float(own.mean()),
+        "target_angle_median": float(np.median(own)),
+        "target_angle_p95": float(np.percentile(own, 95)),
+        "centre_angle_min": float(between.min()),
+        "centre_angle_mean": float(between.mean()),
+        "margin_achieved_mean": float(achieved.mean()),
+        "margin_achieved_median": float(np.median(achieved)),
+        "margin_achieved_p5": float(np.percentile(achieved, 5)),
+    }
+
+
+def retrieval_metrics(embeddings, labels, chunk=1024):
+    """Leave-one-out retrieval by cosine similarity over the set itself.
+
+    For each query, R is the number of other samples of its class:
+    precision@1 is whether the nearest neighbour shares its class;
+    R-precision the share of its class among the R nearest; MAP@R the mean
+    over i ≤ R of precision@i at the ranks i that hold its class, divided by R.
+    Queries whose class has no other sample are skipped.
+    """
+    unit = _unit(embeddings).astype("float32")
+    labels = np.asarray(labels)
+    counts = np.bincount(labels)
+    r_all = counts[labels] - 1
+    valid = r_all > 0
+    max_r = int(r_all.max())
+    p_at_1, r_precision, map_at_r = [], [], []
+    for start in range(0, len(unit), chunk):
+        similarity = unit[start : start + chunk] @ unit.T
+        rows = np.arange(similarity.shape[0])
+        similarity[rows, start + rows] = -np.inf  # never retrieve yourself
+        k = min(max_r, similarity.shape[1] - 1)
+        top = np.argpartition(-similarity, k - 1, axis=1)[:, :k]
+        order = np.take_along_axis(similarity, top, axis=1).argsort(axis=1)[:, ::-1]
+        ranked = np.take_along_axis(top, order, axis=1)
+        hits = labels[ranked] == labels[start : start + chunk, None]
+        for hit, r, ok in zip(hits, r_all[start : start + chunk], valid[start : start + chunk]):
+            if not ok:
+                continue
+            hit = hit[:r]
+            p_at_1.append(hit[0])
+            r_precision.append(hit.mean())
+            precision_at_i = np.cumsum(hit) / np.arange(1, r + 1)
+            map_at_r.append((precision_at_i * hit).sum() / r)
+    return {
+        "precision_at_1": float(np.mean(p_at_1)),
+        "r_precision": float(np.mean(r_precision)),
+        "map_at_r": float(np.mean(map_at_r)),
+    }
+
+
+def sample_pairs(labels, max_pairs=100_000, seed=0):
+    """Up to `max_pairs` same-class and as many different-class index pairs."""
+    rng = np.random.default_rng(seed)
+    labels = np.asarray(labels)
+    n = len(labels)
+    first = rng.integers(0, n, size=8 * max_pairs)
+    second = rng.integers(0, n, size=8 * max_pairs)
+    keep = first != second
+    first, second = first[keep], second[keep]
+    same = labels[first] == labels[second]
+    positives = np.stack([first[same], second[same]], axis=1)[:max_pairs]
+    negatives = np.stack([first[~same], second[~same]], axis=1)[:max_pairs]
+    return positives, negatives
+
+
+def verification_metrics(embeddings, labels, max_pairs=100_000, seed=0):
+    """ROC of "same class?" decided by cosine similarity of sampled pairs.
+
+    Returns AUC, equal error rate, TAR at FAR = 1e-3, and the ROC curve.
+    """
+    positives, negatives = sample_pairs(labels, max_pairs, seed)
+    return verification_from_pairs(embeddings, positives, negatives)
+
+
+def verification_from_pairs(embeddings, positives, negatives):
+    unit = _unit(embeddings)
+    pairs = np.concatenate([positives, negatives])
+    scores = np.einsum("ij,ij->i", unit[pairs[:, 0]], unit[pairs[:, 1]])
+    truth = np.concatenate([np.ones(len(positives)), np.zeros(len(negatives))])
+    far, tar, _ = sk.roc_curve(truth, scores)
+    frr = 1.0 - tar
+    crossing = int(np.argmin(np.abs(far - frr)))
+    eer = float((far[crossing] + frr[crossing]) / 2)
+    allowed = far <= 1e-3
+    return {
+        "roc_auc": float(sk.roc_auc_score(truth, scores)),
+        "eer": eer,
+        "tar_at_far_1e-3": float(tar[allowed].max()) if allowed.any() else 0.0,
+        "pairs": {"same": int(len(positives)), "different": int(len(negatives))},
+        "roc": {"far": far, "tar": tar},
+    }
+
+
+def full_evaluation(labels, probabilities, embeddings, centres, sub_centers=1, num_classes=None):
+    """Every metric above, JSON-ready, plus the arrays the figures need."""
+    metrics = classification_metrics(labels, probabilities, num_classes)
+    metrics.update(retrieval_metrics(embeddings, labels))
+    verification = verification_metrics(embeddings, labels)
+    roc = verification.pop("roc")
+    metrics.update(verification)
+    metrics["angles"] = angular_statistics(embeddings, labels, centres, sub_centers)
+    own, _ = target_angles(embeddings, labels, centres, sub_centers)
+    return metrics, {"roc": roc, "target_angles": own}

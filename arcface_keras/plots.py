@@ -4,6 +4,7 @@ import csv
 import os
 
 import matplotlib
+import numpy as np
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -33,4 +34,109 @@ def training_curves(history_csv, path):
         axis.grid(alpha=0.3)
         axis.legend()
     figure.suptitle("Training curves")
+    return _save(figure, path)
+
+
+def _class_colours(num_classes):
+    return plt.get_cmap("tab10" if num_classes <= 10 else "tab20")(np.arange(num_classes) % 20)
+
+
+def embeddings(path, vectors, labels, centres=None, sub_centers=1, title="Embeddings", max_points=3000, seed=0):
+    """Embeddings on the circle (D = 2), on the sphere (D = 3), or projected.
+
+    For D = 2 and 3 the points are normalised onto the unit circle / sphere
+    and the class centres drawn as labelled rays, as in the ArcFace paper's
+    toy figures; above 3 dimensions a PCA projection to 2-D of the unit
+    embeddings is drawn (said on the plot).
+    """
+    vectors = np.asarray(vectors, dtype="float64")
+    labels = np.asarray(labels)
+    rng = np.random.default_rng(seed)
+    if len(labels) > max_points:
+        keep = rng.choice(len(labels), max_points, replace=False)
+        vectors, labels = vectors[keep], labels[keep]
+    unit = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+    num_classes = int(labels.max()) + 1 if centres is None else np.asarray(centres).shape[1] // sub_centers
+    colours = _class_colours(num_classes)
+    dim = unit.shape[1]
+    unit_centres = None
+    if centres is not None and dim <= 3:
+        centres = np.asarray(centres, dtype="float64")
+        unit_centres = (centres / np.maximum(np.linalg.norm(centres, axis=0, keepdims=True), 1e-12)).T
+    figure = plt.figure(figsize=(6.5, 6))
+    if dim == 3:
+        axis = figure.add_subplot(projection="3d")
+        u, v = np.mgrid[0 : 2 * np.pi : 30j, 0 : np.pi : 15j]
+        axis.plot_wireframe(np.cos(u) * np.sin(v), np.sin(u) * np.sin(v), np.cos(v), color="0.85", linewidth=0.4)
+        axis.scatter(*unit.T, c=colours[labels], s=3, alpha=0.6, depthshade=False)
+        if unit_centres is not None:
+            for index, centre in enumerate(unit_centres):
+                c = index // sub_centers
+                axis.plot(*np.stack([np.zeros(3), 1.25 * centre]).T, color=colours[c], linewidth=2)
+                axis.text(*(1.32 * centre), str(c), color=colours[c])
+        axis.set_box_aspect((1, 1, 1))
+    else:
+        axis = figure.add_subplot()
+        if dim == 2:
+            points = unit
+            theta = np.linspace(0, 2 * np.pi, 200)
+            axis.plot(np.cos(theta), np.sin(theta), color="0.8", linewidth=0.8)
+            if unit_centres is not None:
+                for index, centre in enumerate(unit_centres):
+                    c = index // sub_centers
+                    axis.plot([0, 1.2 * centre[0]], [0, 1.2 * centre[1]], color=colours[c], linewidth=2)
+                    axis.text(*(1.28 * centre), str(c), color=colours[c])
+        else:
+            from sklearn.decomposition import PCA
+
+            points = PCA(n_components=2, random_state=seed).fit_transform(unit)
+            title += f" (PCA of {dim}-d unit embeddings)"
+        axis.scatter(points[:, 0], points[:, 1], c=colours[labels], s=3, alpha=0.6)
+        axis.set_aspect("equal")
+    axis.set_title(title)
+    return _save(figure, path)
+
+
+def confusion_matrix(path, matrix, title="Confusion matrix"):
+    """A confusion matrix (rows: true class, columns: predicted), counts written in."""
+    matrix = np.asarray(matrix)
+    figure, axis = plt.subplots(figsize=(6, 5.5))
+    image = axis.imshow(matrix, cmap="Blues")
+    figure.colorbar(image, ax=axis, fraction=0.046)
+    if len(matrix) <= 20:
+        for (i, j), value in np.ndenumerate(matrix):
+            axis.text(j, i, str(value), ha="center", va="center", fontsize=7,
+                      color="white" if value > matrix.max() / 2 else "black")
+    axis.set_xlabel("predicted")
+    axis.set_ylabel("true")
+    axis.set_title(title)
+    return _save(figure, path)
+
+
+def target_angle_histogram(path, angles, labels, title="Angle to own class centre"):
+    """Histogram of θ_y (degrees), one outline per class."""
+    angles, labels = np.asarray(angles), np.asarray(labels)
+    figure, axis = plt.subplots(figsize=(7, 4))
+    bins = np.linspace(0, max(float(angles.max()), 1.0), 50)
+    colours = _class_colours(int(labels.max()) + 1)
+    for c in np.unique(labels):
+        axis.hist(angles[labels == c], bins=bins, histtype="step", color=colours[c], label=str(c))
+    axis.set_xlabel("θ_y (degrees)")
+    axis.set_ylabel("samples")
+    axis.legend(ncol=2, fontsize=7, title="class")
+    axis.set_title(title)
+    return _save(figure, path)
+
+
+def roc_curve(path, far, tar, title="Verification ROC"):
+    """TAR against FAR on a log FAR axis."""
+    figure, axis = plt.subplots(figsize=(5.5, 4.5))
+    far = np.asarray(far)
+    axis.plot(np.maximum(far, 1e-6), tar)
+    axis.set_xscale("log")
+    axis.set_xlim(1e-5, 1)
+    axis.set_xlabel("false accept rate")
+    axis.set_ylabel("true accept rate")
+    axis.grid(alpha=0.3, which="both")
+    axis.set_title(title)
     return _save(figure, path)

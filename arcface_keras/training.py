@@ -15,7 +15,7 @@ import keras
 import numpy as np
 
 from arcface_keras import data as data_lib
-from arcface_keras import evaluation, export, models, plots
+from arcface_keras import export, models, report
 from arcface_keras.io import write_json_atomic
 from arcface_keras.layers import MarginScheduler, linear_ramp
 
@@ -135,26 +135,21 @@ def train(config):
         train_model.fit(train_data, epochs=config.epochs, callbacks=callbacks, verbose=config.verbose)
         if not np.isfinite(train_model.get_layer("head").kernel.numpy()).all():
             raise RuntimeError("Training diverged (NaN in the weights); lower --lr or --scale.")
-        probabilities = predict(inference, splits.x_test, config.batch_size)["probabilities"]
-        metrics = evaluation.classification_metrics(splits.y_test, probabilities, splits.num_classes)
         epoch_seconds = timer.seconds
-        metrics.update(
-            {
-                "dataset": splits.name,
-                "loss": config.loss,
-                "epochs": config.epochs,
-                "train_seconds": float(sum(epoch_seconds)),
-                "seconds_per_epoch": float(np.median(epoch_seconds)) if epoch_seconds else None,
-                "train_images": int(len(splits.y_train)),
-                "images_per_second": float(len(splits.y_train) / np.median(epoch_seconds)) if epoch_seconds else None,
-                "precision_policy": keras.mixed_precision.dtype_policy().name,
-                "config": dataclasses.asdict(config),
-            }
-        )
+        extra = {
+            "dataset": splits.name,
+            "loss": config.loss,
+            "epochs": config.epochs,
+            "train_seconds": float(sum(epoch_seconds)),
+            "seconds_per_epoch": float(np.median(epoch_seconds)) if epoch_seconds else None,
+            "train_images": int(len(splits.y_train)),
+            "images_per_second": float(len(splits.y_train) / np.median(epoch_seconds)) if epoch_seconds else None,
+            "precision_policy": keras.mixed_precision.dtype_policy().name,
+            "config": dataclasses.asdict(config),
+        }
         save_model_atomic(train_model, os.path.join(folder, "model.keras"))
         export.export_saved_model(inference, os.path.join(folder, "saved_model"))
-        plots.training_curves(os.path.join(folder, "history.csv"), os.path.join(folder, "training_curves.png"))
-        write_json_atomic(os.path.join(folder, "metrics.json"), metrics)
+        metrics = report.evaluate_run(folder, train_model, splits, config.batch_size, extra=extra)
         return metrics
     finally:
         keras.mixed_precision.set_dtype_policy(previous_policy)

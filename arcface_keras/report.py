@@ -1,0 +1,112 @@
+"""The evaluation of one run: every metric, the figures, and report.md.
+
+`train()` calls `evaluate_run` at the end of every run; `scripts/evaluate.py`
+calls it again on a saved run folder.
+"""
+
+import json
+import os
+
+import keras
+import numpy as np
+
+from arcface_keras import data as data_lib
+from arcface_keras import evaluation, models, plots
+from arcface_keras.io import write_json_atomic, write_text_atomic
+
+FIGURES = {
+    "embeddings": "embeddings.png",
+    "confusion": "confusion_matrix.png",
+    "angles": "target_angles.png",
+    "roc": "roc.png",
+    "curves": "training_curves.png",
+}
+
+
+def evaluate_run(folder, train_model, splits, batch_size=100, extra=None):
+    """Evaluate `train_model` on the test split; write metrics, figures, report.
+
+    Args:
+        folder: the run folder.
+        train_model: the trained (or reloaded) training model.
+        splits: the run's `DataSplits`.
+        batch_size: inference batch size. Defaults to `100`.
+        extra: more entries for ``metrics.json`` (timings, config).
+
+    Returns:
+        The metrics dict, as written to ``metrics.json``.
+    """
+    inference = models.inference_model(train_model)
+    outputs = inference.predict(splits.x_test.astype("float32"), batch_size=batch_size, verbose=0)
+    head = train_model.get_layer("head")
+    sub_centers = getattr(head, "sub_centers", 1)
+    centres = keras.ops.convert_to_numpy(head.kernel)
+    metrics, arrays = evaluation.full_evaluation(
+        splits.y_test, np.asarray(outputs["probabilities"]), np.asarray(outputs["embedding"]),
+        centres, sub_centers, splits.num_classes,
+    )
+    metrics.update(extra or {})
+    name = f"{splits.name} / {metrics.get('loss', train_model.name)}"
+    plots.embeddings(os.path.join(folder, FIGURES["embeddings"]), outputs["embedding"], splits.y_test,
+                     centres, sub_centers, title=f"Test embeddings, {name}")
+    plots.confusion_matrix(os.path.join(folder, FIGURES["confusion"]), metrics["confusion_matrix"], title=f"Confusion, {name}")
+    plots.target_angle_histogram(os.path.join(folder, FIGURES["angles"]), arrays["target_angles"], splits.y_test,
+                                 title=f"Angle to own class centre, {name}")
+    plots.roc_curve(os.path.join(folder, FIGURES["roc"]), arrays["roc"]["far"], arrays["roc"]["tar"], title=f"Verification ROC, {name}")
+    history = os.path.join(folder, "history.csv")
+    if os.path.exists(history):
+        plots.training_curves(history, os.path.join(folder, FIGURES["curves"]))
+    write_json_atomic(os.path.join(folder, "metrics.json"), metrics)
+    write_text_atomic(os.path.join(folder, "report.md"), render(metrics, name))
+    return metrics
+
+
+def render(metrics, name):
+    """report.md: the numbers as tables, the figures beside them."""
+    angles = metrics["angles"]
+    lines = [
+        f"# Evaluation: {name}",
+        "",
+        "| metric | value |",
+        "| --- | --- |",
+    ]
+    rows = [
+        ("test accuracy", metrics["test_accuracy"]),
+        ("macro precision", metrics["macro_precision"]),
+        ("macro recall", metrics["macro_recall"]),
+        ("macro F1", metrics["macro_f1"]),
+        ("precision@1", metrics["precision_at_1"]),
+        ("R-precision", metrics["r_precision"]),
+        ("MAP@R", metrics["map_at_r"]),
+        ("ROC AUC (pairs)", metrics["roc_auc"]),
+        ("EER", metrics["eer"]),
+        ("TAR @ FAR 1e-3", metrics["tar_at_far_1e-3"]),
+    ]
+    lines += [f"| {label} | {value:.4f} |" for label, value in rows]
+    lines += ["", "| angle (degrees) | value |", "| --- | --- |"]
+    lines += [f"| {key.replace('_', ' ')} | {value:.2f} |" for key, value in angles.items()]
+    per_class = metrics["per_class"]
+    lines += ["", "| class | precision | recall | F1 | support |", "| --- | --- | --- | --- | --- |"]
+    for c, (p, r, f, s) in enumerate(zip(per_class["precision"], per_class["recall"], per_class["f1"], per_class["support"])):
+        lines.append(f"| {c} | {p:.4f} | {r:.4f} | {f:.4f} | {s} |")
+    if "train_seconds" in metrics:
+        lines += ["", f"Training: {metrics.get('epochs')} epochs, {metrics['train_seconds']:.0f} s."]
+    lines += ["", *[f"![{key}]({path})" for key, path in FIGURES.items()], ""]
+    return "\n".join(lines)
+
+
+def evaluate_folder(folder):
+    """Recompute the evaluation of a saved run folder from its files."""
+    metrics_path = os.path.join(folder, "metrics.json")
+    model_path = os.path.join(folder, "model.keras")
+    for path in (metrics_path, model_path):
+        if not os.path.exists(path):
+            raise FileNotFoundError(f"{folder!r} is not a finished run folder: {os.path.basename(path)} is missing.")
+    with open(metrics_path) as file:
+        previous = json.load(file)
+    config = previous["config"]
+    splits = data_lib.load(config["dataset"], config["data"], config["validation_fraction"], config["train_samples"], config["seed"])
+    train_model = keras.models.load_model(model_path)
+    keep = {k: previous[k] for k in ("dataset", "loss", "epochs", "train_seconds", "seconds_per_epoch",
+                                     "train_images", "images_per_second", "precision_policy", "config") if k in previous}
+    return evaluate_run(folder, train_model, splits, config["batch_size"], extra=keep)

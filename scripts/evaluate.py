@@ -1,0 +1,30 @@
+"""Recompute every metric and figure of a saved run and write its report.md.
+
+    python scripts/evaluate.py saved_models/mnist-arcface
+"""
+
+import argparse
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from arcface_keras import cli  # noqa: E402
+from arcface_keras.report import evaluate_folder  # noqa: E402
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("run_folder", help="a folder written by scripts/train.py")
+    args = parser.parse_args(argv)
+    metrics = cli.run_or_explain(evaluate_folder, args.run_folder)
+    print(
+        f"test accuracy {metrics['test_accuracy']:.4f}, macro F1 {metrics['macro_f1']:.4f}, "
+        f"precision@1 {metrics['precision_at_1']:.4f}, MAP@R {metrics['map_at_r']:.4f}, EER {metrics['eer']:.4f}\n"
+        f"report: {os.path.join(args.run_folder, 'report.md')}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
