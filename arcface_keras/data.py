@@ -320,14 +320,7 @@ def make_dataset(images, labels, batch_size=100, training=False, augment=False, 
     if training:
         dataset = dataset.shuffle(len(labels), seed=seed, reshuffle_each_iteration=True)
     if training and augment:
-        height, width, channels = images.shape[1:]
-
-        def crop_and_flip(image, label):
-            image = tf.pad(image, [[4, 4], [4, 4], [0, 0]])
-            image = tf.image.random_crop(image, (height, width, channels))
-            return tf.image.random_flip_left_right(image), label
-
-        dataset = dataset.map(crop_and_flip, num_parallel_calls=tf.data.AUTOTUNE)
+        dataset = dataset.map(lambda image, label: (crop_and_flip(image), label), num_parallel_calls=tf.data.AUTOTUNE)
     dataset = dataset.batch(batch_size)
 
     def to_model_inputs(image, label):
@@ -335,3 +328,55 @@ def make_dataset(images, labels, batch_size=100, training=False, augment=False, 
         return ((image, label), label) if labels_as_input else (image, label)
 
     return dataset.map(to_model_inputs, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+
+
+def crop_and_flip(image):
+    """Random crop of the image padded by 4 zero pixels, random left-right flip."""
+    import tensorflow as tf
+
+    padded = tf.pad(image, [[4, 4], [4, 4], [0, 0]])
+    return tf.image.random_flip_left_right(tf.image.random_crop(padded, tf.shape(image)))
+
+
+def balanced_dataset(images, labels, classes_per_batch, samples_per_class, seed=0, augment=False):
+    """Endless P×K batches: P classes drawn without replacement, K images each.
+
+    Every batch holds positives for every anchor, as triplet mining needs. A
+    class with fewer than K images is drawn with replacement. Elements are
+    ``(images, labels)``, raw float32 images; use with ``steps_per_epoch``
+    (`balanced_steps`).
+    """
+    import tensorflow as tf
+
+    classes = np.unique(labels)
+    if not 2 <= classes_per_batch <= len(classes):
+        raise DataError(f"classes_per_batch must lie in [2, {len(classes)}]. Received: {classes_per_batch}")
+    if samples_per_class < 2:
+        raise DataError(f"samples_per_class must be ≥ 2. Received: {samples_per_class}")
+    members = [np.flatnonzero(labels == c) for c in classes]
+
+    def index_batches():
+        rng = np.random.default_rng(seed)
+        while True:
+            chosen = rng.choice(len(classes), classes_per_batch, replace=False)
+            yield np.concatenate(
+                [rng.choice(members[c], samples_per_class, replace=len(members[c]) < samples_per_class) for c in chosen]
+            )
+
+    image_table = tf.constant(images)
+    label_table = tf.constant(labels.astype("int32"))
+
+    def gather(indices):
+        batch = tf.gather(image_table, indices)
+        if augment:
+            batch = tf.map_fn(crop_and_flip, batch)
+        return tf.cast(batch, tf.float32), tf.gather(label_table, indices)
+
+    size = classes_per_batch * samples_per_class
+    dataset = tf.data.Dataset.from_generator(index_batches, output_signature=tf.TensorSpec((size,), tf.int64))
+    return dataset.map(gather, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+
+
+def balanced_steps(num_images, classes_per_batch, samples_per_class):
+    """Steps of `balanced_dataset` that see about as many images as one epoch."""
+    return max(1, num_images // (classes_per_batch * samples_per_class))

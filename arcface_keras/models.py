@@ -11,13 +11,14 @@ import keras
 from keras import layers
 
 from arcface_keras import backbones
-from arcface_keras.layers import ArcMarginLayer, CosMarginLayer, SphereMarginLayer
+from arcface_keras.layers import AngularMarginLayer, ArcMarginLayer, CosMarginLayer, SphereMarginLayer
 
 MARGIN_HEADS = {"arcface": ArcMarginLayer, "cosface": CosMarginLayer, "sphereface": SphereMarginLayer}
-LOSSES = (*MARGIN_HEADS, "softmax")
+LOSSES = (*MARGIN_HEADS, "softmax", "triplet")
 # The training recipe's margins (the layers keep the papers' defaults): smaller
-# than face recognition's, for few classes and training from scratch.
-RECIPE_MARGINS = {"arcface": 0.3, "cosface": 0.2, "sphereface": 1.35}
+# than face recognition's, for few classes and training from scratch. The
+# triplet margin is FaceNet's, for unit embeddings and squared distances.
+RECIPE_MARGINS = {"arcface": 0.3, "cosface": 0.2, "sphereface": 1.35, "triplet": 0.2}
 
 
 def build_models(
@@ -39,8 +40,11 @@ def build_models(
         num_classes: number of classes.
         image_shape: (H, W, C) of the raw images.
         mean, std: per-channel statistics in [0, 1] units.
-        loss: ``arcface``, ``cosface``, ``sphereface`` or ``softmax``.
-            Defaults to `"arcface"`.
+        loss: ``arcface``, ``cosface``, ``sphereface``, ``softmax`` or
+            ``triplet``. For ``triplet`` the head is a frozen cosine head
+            whose centres `set_class_centres` fills from training embeddings
+            (classification by nearest class centre); the model to fit is
+            `embedding_model(train_model)`. Defaults to `"arcface"`.
         backbone: ``network`` or ``resnet``. Defaults to `"network"`.
         latent_dim: embedding size. Defaults to `128`.
         scale: of the margin head; `None` takes the layer's default.
@@ -59,6 +63,10 @@ def build_models(
     if loss == "softmax":
         head = layers.Dense(num_classes, dtype="float32", name="head")
         train_model = keras.Model(images, head(embeddings), name="softmax")
+    elif loss == "triplet":
+        head = AngularMarginLayer(num_classes, scale=16.0 if scale is None else scale, m2=0.0, name="head", trainable=False)
+        labels = keras.Input((), dtype="int32", name="label")
+        train_model = keras.Model([images, labels], head([embeddings, labels]), name="triplet")
     else:
         margin = RECIPE_MARGINS[loss] if margin is None else margin
         options = {"margin": margin} if scale is None else {"margin": margin, "scale": scale}
@@ -79,6 +87,24 @@ def inference_model(train_model):
         "probabilities": layers.Softmax(dtype="float32", name="probabilities")(logits),
     }
     return keras.Model(images, outputs, name="inference")
+
+
+def embedding_model(train_model):
+    """images → unit embedding: the model a triplet loss trains."""
+    images = train_model.inputs[0]
+    embeddings = train_model.get_layer("backbone")(train_model.get_layer("normalize")(images))
+    return keras.Model(images, layers.UnitNormalization(dtype="float32", name="embedding")(embeddings), name="embedding")
+
+
+def set_class_centres(train_model, embeddings, labels):
+    """Point each class's column of the head at its mean unit embedding."""
+    import numpy as np
+
+    unit = embeddings / np.maximum(np.linalg.norm(embeddings, axis=1, keepdims=True), 1e-12)
+    head = train_model.get_layer("head")
+    centres = np.stack([unit[labels == c].mean(axis=0) if np.any(labels == c) else np.zeros(unit.shape[1])
+                        for c in range(head.num_classes)], axis=1)
+    head.kernel.assign(centres.astype("float32"))
 
 
 def uses_labels(train_model):

@@ -18,6 +18,7 @@ from arcface_keras import data as data_lib
 from arcface_keras import export, models, report
 from arcface_keras.io import write_json_atomic
 from arcface_keras.layers import MarginScheduler, linear_ramp
+from arcface_keras.losses import TripletLoss
 
 PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
 STRATEGIES = ("auto", "one", "mirrored", "multiworker")
@@ -105,19 +106,36 @@ def train(config):
                 sub_centers=config.sub_centers,
                 backbone_options=config.backbone_options,
             )
-            steps_per_epoch = int(np.ceil(len(splits.y_train) / config.batch_size))
-            train_model.compile(
+            triplet = config.loss == "triplet"
+            if triplet:
+                classes_per_batch = min(splits.num_classes, max(2, config.batch_size // 4))
+                samples_per_class = max(2, config.batch_size // classes_per_batch)
+                steps_per_epoch = data_lib.balanced_steps(len(splits.y_train), classes_per_batch, samples_per_class)
+                fit_model = models.embedding_model(train_model)
+                margin = models.RECIPE_MARGINS["triplet"] if config.margin is None else config.margin
+                loss, metrics = TripletLoss(margin=margin), []
+            else:
+                steps_per_epoch = int(np.ceil(len(splits.y_train) / config.batch_size))
+                fit_model = train_model
+                loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+                metrics = [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
+            fit_model.compile(
                 optimizer=make_optimizer(config, steps_per_epoch),
-                loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+                loss=loss,
+                metrics=metrics,
                 jit_compile=config.jit_compile,
             )
-        labels_as_input = models.uses_labels(train_model)
+        labels_as_input = models.uses_labels(train_model) and not triplet
         augment = config.augment == "on" or (config.augment == "auto" and splits.image_shape[-1] == 3)
-        train_data = data_lib.make_dataset(
-            splits.x_train, splits.y_train, config.batch_size, training=True, augment=augment,
-            seed=config.seed, labels_as_input=labels_as_input,
-        )
+        if triplet:
+            train_data = data_lib.balanced_dataset(
+                splits.x_train, splits.y_train, classes_per_batch, samples_per_class, config.seed, augment
+            )
+        else:
+            train_data = data_lib.make_dataset(
+                splits.x_train, splits.y_train, config.batch_size, training=True, augment=augment,
+                seed=config.seed, labels_as_input=labels_as_input,
+            )
         timer = EpochTimer(os.path.join(folder, "epoch_seconds.json"))
         callbacks = [
             InferenceValidation(inference, splits.x_val, splits.y_val, config.batch_size),
@@ -130,9 +148,14 @@ def train(config):
             keras.callbacks.TensorBoard(os.path.join(folder, "logs")),
             timer,
         ]
+        if triplet:
+            callbacks.insert(0, ClassCentres(train_model, fit_model, splits.x_train, splits.y_train, config.batch_size))
         if labels_as_input and config.margin_warmup_epochs > 0:
             callbacks.append(MarginScheduler(margin_factor=linear_ramp(config.margin_warmup_epochs)))
-        train_model.fit(train_data, epochs=config.epochs, callbacks=callbacks, verbose=config.verbose)
+        fit_model.fit(
+            train_data, epochs=config.epochs, callbacks=callbacks, verbose=config.verbose, shuffle=False,
+            steps_per_epoch=steps_per_epoch if triplet else None,
+        )
         if not np.isfinite(train_model.get_layer("head").kernel.numpy()).all():
             raise RuntimeError("Training diverged (NaN in the weights); lower --lr or --scale.")
         epoch_seconds = timer.seconds
@@ -229,6 +252,25 @@ class InferenceValidation(keras.callbacks.Callback):
         if logs is not None:
             logs["val_accuracy"] = float((probabilities.argmax(axis=1) == self.labels).mean())
             logs["val_loss"] = float(-np.log(np.clip(chosen, 1e-12, None)).mean())
+
+
+class ClassCentres(keras.callbacks.Callback):
+    """Triplet runs: after each epoch, class centres = mean training embedding.
+
+    Uses a stratified sample of at most `max_images` training images; the
+    frozen cosine head then classifies by nearest centre.
+    """
+
+    def __init__(self, train_model, embedding_model, images, labels, batch_size, max_images=10_000):
+        super().__init__()
+        if len(labels) > max_images:
+            _, _, images, labels = data_lib.stratified_split(images, labels, max_images / len(labels), seed=0)
+        self.train_model, self.embedding_model = train_model, embedding_model
+        self.images, self.labels, self.batch_size = images.astype("float32"), labels, batch_size
+
+    def on_epoch_end(self, epoch, logs=None):
+        embeddings = self.embedding_model.predict(self.images, batch_size=self.batch_size, verbose=0)
+        models.set_class_centres(self.train_model, np.asarray(embeddings), self.labels)
 
 
 class EpochTimer(keras.callbacks.Callback):

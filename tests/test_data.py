@@ -203,3 +203,20 @@ def test_augmentation_is_padded_crop_and_flip(rng):
         assert plain or flipped
         flips += flipped and not plain
     assert 10 < flips < 54  # about half are flipped
+
+
+@pytest.mark.parametrize("augment", [False, True])
+def test_balanced_sampler_yields_p_by_k_batches(augment, rng):
+    labels = np.repeat(np.arange(6), [30, 30, 30, 30, 30, 3])  # class 5 has fewer than K images
+    images = rng.integers(0, 256, size=(len(labels), 8, 8, 3), dtype=np.uint8)
+    dataset = data.balanced_dataset(images, labels, classes_per_batch=4, samples_per_class=5, seed=1, augment=augment)
+    seen = set()
+    for batch_images, batch_labels in dataset.take(20):
+        counts = np.bincount(batch_labels.numpy(), minlength=6)
+        assert batch_images.shape == (20, 8, 8, 3) and batch_images.dtype == "float32"
+        assert sorted(counts[counts > 0].tolist()) == [5, 5, 5, 5]
+        seen.update(np.flatnonzero(counts))
+    assert seen == set(range(6))
+    assert data.balanced_steps(183, 4, 5) == 9
+    with pytest.raises(DataError, match="classes_per_batch"):
+        data.balanced_dataset(images, labels, classes_per_batch=7, samples_per_class=5)

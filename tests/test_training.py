@@ -38,7 +38,7 @@ def synthetic(tmp_path, rng):
     return _synthetic_npz(tmp_path / "synthetic.npz", rng)
 
 
-@pytest.mark.parametrize("loss", ["arcface", "cosface", "sphereface", "softmax"])
+@pytest.mark.parametrize("loss", ["arcface", "cosface", "sphereface", "softmax", "triplet"])
 def test_short_run_learns_and_writes_the_run_folder(loss, synthetic, tmp_path):
     folder = tmp_path / loss
     metrics = train(TrainConfig(data=synthetic, loss=loss, epochs=6, batch_size=20, lr=0.05, output=str(folder), **TINY))

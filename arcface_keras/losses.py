@@ -1,0 +1,107 @@
+"""Losses that are losses: no weights. The triplet baseline.
+
+TensorFlow Addons, the usual home of `TripletSemiHardLoss` and
+`TripletHardLoss`, is end-of-life with no Keras 3 build; `TripletLoss` has
+their semantics, in `keras.ops`, so migrating users get the same numbers.
+"""
+
+import keras
+from keras import ops
+
+MININGS = ("semi-hard", "hard")
+DISTANCES = ("squared-l2", "l2", "angular")
+
+
+def pairwise_distances(embeddings, distance="squared-l2"):
+    """(B, B) distances: squared Euclidean, Euclidean, or 1 − cosine."""
+    embeddings = ops.cast(embeddings, "float32")
+    if distance == "angular":
+        unit = embeddings * ops.rsqrt(ops.maximum(ops.sum(ops.square(embeddings), axis=1, keepdims=True), 1e-12))
+        angular = ops.maximum(1.0 - ops.matmul(unit, ops.transpose(unit)), 0.0)
+        return angular * (1.0 - ops.eye(ops.shape(embeddings)[0], dtype="float32"))
+    squares = ops.sum(ops.square(embeddings), axis=1)
+    squared = squares[:, None] + squares[None, :] - 2.0 * ops.matmul(embeddings, ops.transpose(embeddings))
+    squared = ops.maximum(squared, 0.0)
+    off_diagonal = 1.0 - ops.eye(ops.shape(embeddings)[0], dtype="float32")
+    if distance == "squared-l2":
+        return squared * off_diagonal
+    zero = ops.cast(squared <= 0.0, "float32")
+    # sqrt has no gradient at 0: lift the zeros, take the root, put them back.
+    return ops.sqrt(squared + zero * 1e-16) * (1.0 - zero) * off_diagonal
+
+
+def _masked_maximum(data, mask):
+    """Per row, the maximum of `data` where `mask` (as Addons computes it)."""
+    minimum = ops.min(data, axis=1, keepdims=True)
+    return ops.max((data - minimum) * mask, axis=1, keepdims=True) + minimum
+
+
+def _masked_minimum(data, mask):
+    """Per row, the minimum of `data` where `mask` (as Addons computes it)."""
+    maximum = ops.max(data, axis=1, keepdims=True)
+    return ops.min((data - maximum) * mask, axis=1, keepdims=True) + maximum
+
+
+@keras.saving.register_keras_serializable(package="arcface_keras")
+class TripletLoss(keras.losses.Loss):
+    """Triplet loss with online mining, as TensorFlow Addons defines it.
+
+    ``semi-hard`` (Addons' `TripletSemiHardLoss`): for every anchor-positive
+    pair, the closest negative that is farther than the positive, else the
+    farthest negative; the hinge ``max(d(a,p) − d(a,n) + margin, 0)`` is
+    averaged over all anchor-positive pairs. ``hard`` (`TripletHardLoss`):
+    per anchor, its farthest positive and closest negative; averaged over
+    anchors.
+
+    Args:
+        margin: the margin of the hinge. Defaults to `1.0`.
+        mining: ``"semi-hard"`` or ``"hard"``. Defaults to `"semi-hard"`.
+        distance: ``"squared-l2"`` (Addons' default, which it names "L2"),
+            ``"l2"`` or ``"angular"`` (1 − cosine similarity).
+            Defaults to `"squared-l2"`.
+        name: name of the loss. Defaults to `"triplet_loss"`.
+
+    Call arguments:
+        y_true: integer labels (B,) or (B, 1).
+        y_pred: embeddings (B, D).
+
+    Reference:
+        Schroff et al., "FaceNet", arXiv:1503.03832.
+    """
+
+    def __init__(self, margin=1.0, mining="semi-hard", distance="squared-l2", name="triplet_loss", **kwargs):
+        if mining not in MININGS:
+            raise ValueError(f"`mining` must be one of {MININGS}. Received: mining={mining!r}")
+        if distance not in DISTANCES:
+            raise ValueError(f"`distance` must be one of {DISTANCES}. Received: distance={distance!r}")
+        if not margin >= 0:
+            raise ValueError(f"`margin` must be ≥ 0. Received: margin={margin!r}")
+        super().__init__(name=name, **kwargs)
+        self.margin = float(margin)
+        self.mining = mining
+        self.distance = distance
+
+    def call(self, y_true, y_pred):
+        labels = ops.reshape(y_true, (-1,))
+        distances = pairwise_distances(y_pred, self.distance)
+        batch = ops.shape(distances)[0]
+        same = ops.cast(ops.equal(labels[:, None], labels[None, :]), "float32")
+        different = 1.0 - same
+        positives = same - ops.eye(batch, dtype="float32")
+        if self.mining == "hard":
+            hardest_positive = _masked_maximum(distances, positives)
+            hardest_negative = _masked_minimum(distances, different)
+            return ops.mean(ops.maximum(hardest_positive - hardest_negative + self.margin, 0.0))
+        # For anchor a and positive p: negatives n with d(a, n) > d(a, p).
+        # farther[a, p, n] is that condition, restricted to real negatives.
+        farther = ops.cast(distances[:, None, :] > distances[:, :, None], "float32") * different[:, None, :]
+        has_semi_hard = ops.sum(farther, axis=2) > 0
+        maximum = ops.max(distances, axis=1, keepdims=True)  # (B, 1), per anchor
+        closest_farther = ops.min((distances[:, None, :] - maximum[:, :, None]) * farther, axis=2) + maximum
+        farthest_negative = _masked_maximum(distances, different)  # (B, 1)
+        negative = ops.where(has_semi_hard, closest_farther, farthest_negative)
+        hinge = ops.maximum((self.margin + distances - negative) * positives, 0.0)
+        return ops.sum(hinge) / ops.maximum(ops.sum(positives), 1.0)
+
+    def get_config(self):
+        return {**super().get_config(), "margin": self.margin, "mining": self.mining, "distance": self.distance}
