@@ -8,9 +8,9 @@ from arcface_keras import backbones, models, training
 from arcface_keras.data import DataError
 
 
-def add_training_arguments(parser, losses=True):
-    """The flags of `TrainConfig` (defaults come from the dataclass)."""
-    defaults = training.TrainConfig()
+def add_training_arguments(parser, losses=True, **default_overrides):
+    """The flags of `TrainConfig` (defaults from the dataclass, or as overridden)."""
+    defaults = dataclasses.replace(training.TrainConfig(), **default_overrides)
     add = parser.add_argument
     add("--dataset", default=defaults.dataset, help="digits (embedded), or a tensorflow-datasets name: mnist, cifar10, fashion_mnist, ...")
     add("--data", default=None, help="local data: a Keras-layout .npz, an MNIST idx folder or CIFAR-10 batches")
@@ -33,7 +33,7 @@ def add_training_arguments(parser, losses=True):
     add("--precision", default=defaults.precision, choices=training.PRECISIONS)
     add("--jit-compile", action="store_true", help="compile the train step with XLA")
     add("--strategy", default=defaults.strategy, choices=training.STRATEGIES)
-    add("--train-samples", type=int, default=None, help="a stratified subset of the training split")
+    add("--train-samples", type=int, default=defaults.train_samples, help="a stratified subset of the training split")
     add("--backbone-options", type=json.loads, default={}, help='JSON, e.g. \'{"depth": 20, "width": 16}\'')
     add("--output", default=None, help="run folder (default saved_models/<dataset>-<loss>)")
     add("--verbose", type=int, default=defaults.verbose, choices=(0, 1, 2))

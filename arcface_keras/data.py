@@ -60,7 +60,8 @@ class DataSplits:
         return tuple(self.x_train.shape[1:])
 
 
-def load(dataset="digits", data=None, validation_fraction=0.1, train_samples=None, seed=0, data_dir=None):
+def load(dataset="digits", data=None, validation_fraction=0.1, train_samples=None, seed=0, data_dir=None,
+         imbalance_ratio=None):
     """Load a data set and split it into train, validation and test.
 
     Args:
@@ -74,6 +75,10 @@ def load(dataset="digits", data=None, validation_fraction=0.1, train_samples=Non
             subset), for quick runs; `None` keeps all. Defaults to `None`.
         seed: seed of the splits. Defaults to `0`.
         data_dir: tensorflow-datasets folder. Defaults to `None` (its own).
+        imbalance_ratio: cut the training split (after the validation split,
+            which stays balanced) to a long tail with this ratio of largest
+            to smallest class (see `long_tail`); `None` keeps it.
+            Defaults to `None`.
 
     Returns:
         A `DataSplits`.
@@ -95,10 +100,36 @@ def load(dataset="digits", data=None, validation_fraction=0.1, train_samples=Non
             raise DataError(f"--train-samples must lie in [1, {len(y_train)}]. Received: {train_samples}")
         if train_samples < len(y_train):
             _, _, x_train, y_train = stratified_split(x_train, y_train, train_samples / len(y_train), seed)
+    if imbalance_ratio is not None:
+        x_train, y_train = long_tail(x_train, y_train, imbalance_ratio, seed)
     mean, std = KNOWN_STATISTICS.get(name, (None, None))
     if mean is None or len(mean) != x_train.shape[-1]:
         mean, std = channel_statistics(x_train)
     return DataSplits(name, x_train, y_train, x_val, y_val, x_test, y_test, num_classes, tuple(mean), tuple(std))
+
+
+def long_tail_counts(class_sizes, ratio):
+    """Exponential profile: class c keeps n_max · ratio^(−c / (C − 1)) images.
+
+    n_max is the smallest class size available, so every class can be cut to
+    its quota; class 0 is the head, class C − 1 the tail (n_max / ratio).
+    """
+    if not ratio >= 1:
+        raise DataError(f"imbalance_ratio must be ≥ 1. Received: imbalance_ratio={ratio!r}")
+    sizes = np.asarray(class_sizes)
+    exponents = np.arange(len(sizes)) / max(len(sizes) - 1, 1)
+    return np.maximum(1, np.floor(sizes.min() * ratio ** -exponents)).astype(int)
+
+
+def long_tail(x, y, ratio, seed=0):
+    """A long-tailed subset of (x, y) following `long_tail_counts`."""
+    classes, sizes = np.unique(y, return_counts=True)
+    rng = np.random.default_rng(seed)
+    keep = np.concatenate([
+        rng.permutation(np.flatnonzero(y == c))[:n] for c, n in zip(classes, long_tail_counts(sizes, ratio))
+    ])
+    keep = np.sort(keep)
+    return x[keep], y[keep]
 
 
 def channel_statistics(images):

@@ -140,3 +140,60 @@ def roc_curve(path, far, tar, title="Verification ROC"):
     axis.grid(alpha=0.3, which="both")
     axis.set_title(title)
     return _save(figure, path)
+
+
+def comparison_bars(path, results, title="Test accuracy"):
+    """Bars of the mean with error bars of one standard deviation.
+
+    Args:
+        results: ``{name: {"mean": m, "std": s, "values": [...]}}``.
+    """
+    names = list(results)
+    means = np.array([results[n]["mean"] for n in names])
+    stds = np.array([results[n]["std"] for n in names])
+    figure, axis = plt.subplots(figsize=(7, 4))
+    axis.bar(names, means, yerr=stds, capsize=6, color=_class_colours(len(names)))
+    for index, name in enumerate(names):
+        axis.scatter([index] * len(results[name]["values"]), results[name]["values"], color="black", s=10, zorder=3)
+    low = max(0.0, float((means - stds).min()) - 0.02)
+    axis.set_ylim(low, min(1.0, float((means + stds).max()) + 0.01))
+    axis.set_ylabel("test accuracy")
+    axis.grid(axis="y", alpha=0.3)
+    axis.set_title(title)
+    return _save(figure, path)
+
+
+def heatmap(path, grid, row_labels, column_labels, row_name, column_name, title=""):
+    """A grid of values with each cell written in; the best cell outlined."""
+    grid = np.asarray(grid)
+    figure, axis = plt.subplots(figsize=(1.3 * len(column_labels) + 2, 1.0 * len(row_labels) + 1.5))
+    image = axis.imshow(grid, cmap="viridis")
+    figure.colorbar(image, ax=axis, fraction=0.046)
+    for (i, j), value in np.ndenumerate(grid):
+        axis.text(j, i, f"{value:.3f}", ha="center", va="center", color="white" if value < grid.mean() else "black")
+    best_i, best_j = np.unravel_index(np.argmax(grid), grid.shape)
+    axis.add_patch(plt.Rectangle((best_j - 0.5, best_i - 0.5), 1, 1, fill=False, edgecolor="red", linewidth=2))
+    axis.set_xticks(range(len(column_labels)), column_labels)
+    axis.set_yticks(range(len(row_labels)), row_labels)
+    axis.set_xlabel(column_name)
+    axis.set_ylabel(row_name)
+    axis.set_title(title)
+    return _save(figure, path)
+
+
+def per_class_recall(path, recalls, class_counts, title="Per-class recall"):
+    """Recall per class for each method, classes ordered as given, counts below."""
+    names = list(recalls)
+    num_classes = len(class_counts)
+    width = 0.8 / len(names)
+    figure, axis = plt.subplots(figsize=(max(7, 0.7 * num_classes), 4))
+    for index, name in enumerate(names):
+        axis.bar(np.arange(num_classes) + (index - (len(names) - 1) / 2) * width, recalls[name], width, label=name)
+    axis.set_xticks(range(num_classes), [f"{c}\n(n={n})" for c, n in enumerate(class_counts)], fontsize=7)
+    axis.set_ylabel("test recall")
+    axis.set_xlabel("class (training images)")
+    axis.set_ylim(0, 1.05)
+    axis.legend(fontsize=8)
+    axis.grid(axis="y", alpha=0.3)
+    axis.set_title(title)
+    return _save(figure, path)

@@ -105,8 +105,10 @@ def evaluate_folder(folder):
     with open(metrics_path) as file:
         previous = json.load(file)
     config = previous["config"]
-    splits = data_lib.load(config["dataset"], config["data"], config["validation_fraction"], config["train_samples"], config["seed"])
+    splits = data_lib.load(config["dataset"], config["data"], config["validation_fraction"], config["train_samples"],
+                           config["seed"], imbalance_ratio=config.get("imbalance_ratio"))
     train_model = keras.models.load_model(model_path)
-    keep = {k: previous[k] for k in ("dataset", "loss", "epochs", "train_seconds", "seconds_per_epoch",
-                                     "train_images", "images_per_second", "precision_policy", "config") if k in previous}
+    keep = {k: previous[k] for k in ("dataset", "loss", "epochs", "train_seconds", "seconds_per_epoch", "train_images",
+                                     "images_per_second", "precision_policy", "val_accuracy", "train_class_counts",
+                                     "config") if k in previous}
     return evaluate_run(folder, train_model, splits, config["batch_size"], extra=keep)

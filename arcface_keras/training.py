@@ -17,7 +17,7 @@ import numpy as np
 from arcface_keras import data as data_lib
 from arcface_keras import export, models, report
 from arcface_keras.io import write_json_atomic
-from arcface_keras.layers import MarginScheduler, linear_ramp
+from arcface_keras.layers import MarginScheduler, linear_ramp, margins_from_class_counts
 from arcface_keras.losses import TripletLoss
 
 PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
@@ -51,6 +51,9 @@ class TrainConfig:
     jit_compile: bool = False
     strategy: str = "auto"
     train_samples: int | None = None
+    imbalance_ratio: float | None = None  # long-tailed training split (data.long_tail)
+    per_class_margins: bool = False  # margins ∝ n_c^(-1/4) from class counts, max = margin
+    evaluate_test: bool = True  # False: validation only (sweeps select on it)
     validation_fraction: float = 0.1
     backbone_options: dict = dataclasses.field(default_factory=dict)
     output: str | None = None
@@ -87,8 +90,15 @@ def train(config):
     os.makedirs(folder, exist_ok=True)
     keras.utils.set_random_seed(config.seed)
     splits = data_lib.load(
-        config.dataset, config.data, config.validation_fraction, config.train_samples, config.seed
+        config.dataset, config.data, config.validation_fraction, config.train_samples, config.seed,
+        imbalance_ratio=config.imbalance_ratio,
     )
+    margin = config.margin
+    if config.per_class_margins:
+        if config.loss not in models.MARGIN_HEADS or config.loss == "sphereface":
+            raise ValueError(f"`per_class_margins` needs loss arcface or cosface. Received: loss={config.loss!r}")
+        top = models.RECIPE_MARGINS[config.loss] if margin is None else margin
+        margin = margins_from_class_counts(np.bincount(splits.y_train, minlength=splits.num_classes).clip(1), top)
     previous_policy = keras.mixed_precision.dtype_policy()
     keras.mixed_precision.set_dtype_policy(resolve_precision(config.precision))
     try:
@@ -102,7 +112,7 @@ def train(config):
                 backbone=config.backbone,
                 latent_dim=config.latent_dim,
                 scale=config.scale,
-                margin=config.margin,
+                margin=margin,
                 sub_centers=config.sub_centers,
                 backbone_options=config.backbone_options,
             )
@@ -137,8 +147,9 @@ def train(config):
                 seed=config.seed, labels_as_input=labels_as_input,
             )
         timer = EpochTimer(os.path.join(folder, "epoch_seconds.json"))
+        validation = InferenceValidation(inference, splits.x_val, splits.y_val, config.batch_size)
         callbacks = [
-            InferenceValidation(inference, splits.x_val, splits.y_val, config.batch_size),
+            validation,
             keras.callbacks.TerminateOnNaN(),
             keras.callbacks.BackupAndRestore(os.path.join(folder, "backup")),
             keras.callbacks.ModelCheckpoint(
@@ -168,12 +179,16 @@ def train(config):
             "train_images": int(len(splits.y_train)),
             "images_per_second": float(len(splits.y_train) / np.median(epoch_seconds)) if epoch_seconds else None,
             "precision_policy": keras.mixed_precision.dtype_policy().name,
+            "val_accuracy": validation.accuracy(),
+            "train_class_counts": np.bincount(splits.y_train, minlength=splits.num_classes).tolist(),
             "config": dataclasses.asdict(config),
         }
         save_model_atomic(train_model, os.path.join(folder, "model.keras"))
+        if not config.evaluate_test:
+            write_json_atomic(os.path.join(folder, "metrics.json"), extra)
+            return extra
         export.export_saved_model(inference, os.path.join(folder, "saved_model"))
-        metrics = report.evaluate_run(folder, train_model, splits, config.batch_size, extra=extra)
-        return metrics
+        return report.evaluate_run(folder, train_model, splits, config.batch_size, extra=extra)
     finally:
         keras.mixed_precision.set_dtype_policy(previous_policy)
 
@@ -245,12 +260,20 @@ class InferenceValidation(keras.callbacks.Callback):
         super().__init__()
         self.inference_model = inference_model
         self.images, self.labels, self.batch_size = images, labels, batch_size
+        self.last_accuracy = None
+
+    def accuracy(self):
+        """Validation accuracy after the last epoch (computed now if none ran)."""
+        if self.last_accuracy is None:
+            self.on_epoch_end(-1)
+        return self.last_accuracy
 
     def on_epoch_end(self, epoch, logs=None):
         probabilities = predict(self.inference_model, self.images, self.batch_size)["probabilities"]
         chosen = probabilities[np.arange(len(self.labels)), self.labels]
+        self.last_accuracy = float((probabilities.argmax(axis=1) == self.labels).mean())
         if logs is not None:
-            logs["val_accuracy"] = float((probabilities.argmax(axis=1) == self.labels).mean())
+            logs["val_accuracy"] = self.last_accuracy
             logs["val_loss"] = float(-np.log(np.clip(chosen, 1e-12, None)).mean())
 
 

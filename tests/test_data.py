@@ -220,3 +220,16 @@ def test_balanced_sampler_yields_p_by_k_batches(augment, rng):
     assert data.balanced_steps(183, 4, 5) == 9
     with pytest.raises(DataError, match="classes_per_batch"):
         data.balanced_dataset(images, labels, classes_per_batch=7, samples_per_class=5)
+
+
+@pytest.mark.parametrize("ratio", [1.0, 10.0, 100.0])
+def test_long_tail_cut_has_the_requested_counts(ratio, rng):
+    labels = np.repeat(np.arange(10), 500)
+    images = np.zeros((len(labels), 2, 2, 1), "uint8")
+    x, y = data.long_tail(images, labels, ratio, seed=0)
+    counts = np.bincount(y, minlength=10)
+    expected = np.floor(500 * ratio ** -(np.arange(10) / 9)).astype(int)
+    np.testing.assert_array_equal(counts, np.maximum(expected, 1))
+    assert counts[0] == 500 and counts[-1] == int(500 / ratio)
+    with pytest.raises(DataError, match="imbalance_ratio"):
+        data.long_tail(images, labels, 0.5)

@@ -3,6 +3,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -62,3 +63,38 @@ def test_evaluate_recomputes_a_saved_run(tmp_path):
 def test_evaluate_rejects_a_folder_that_is_no_run(tmp_path):
     result = run_script("evaluate.py", str(tmp_path))
     assert result.returncode == 2 and "not a finished run folder" in result.stderr
+
+
+TINY_STUDY = ["--epochs", "1", "--train-samples", "200", "--backbone-options", '{"widths": [8, 16]}', "--latent-dim", "16"]
+
+
+def test_compare_runs_end_to_end(tmp_path):
+    result = run_script("compare.py", *TINY_STUDY, "--losses", "arcface", "softmax", "triplet", "--seeds", "2",
+                        "--folder", str(tmp_path))
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads((tmp_path / "compare-digits.json").read_text())
+    assert set(summary["results"]) == {"arcface", "softmax", "triplet"}
+    assert len(summary["results"]["arcface"]["test_accuracy"]["values"]) == 2
+    assert (tmp_path / "compare-digits.png").stat().st_size > 0 and "± " in (tmp_path / "compare-digits.md").read_text()
+
+
+def test_sweep_selects_on_validation_and_tests_once(tmp_path):
+    result = run_script("sweep.py", *TINY_STUDY, "--scales", "8", "16", "--margins", "0.1", "0.3", "--folder", str(tmp_path))
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads((tmp_path / "sweep-digits.json").read_text())
+    grid = np.array(summary["val_accuracy"])
+    assert grid.shape == (2, 2) and summary["best"]["val_accuracy"] == grid.max()
+    tested = [p for p in tmp_path.iterdir() if (p / "report.md").exists()]
+    assert len(tested) == 1  # only the best cell touched the test set
+    assert (tmp_path / "sweep-digits.png").stat().st_size > 0
+
+
+def test_imbalance_runs_end_to_end(tmp_path):
+    result = run_script("imbalance.py", *TINY_STUDY[:2], "--backbone-options", '{"widths": [8, 16]}',
+                        "--latent-dim", "16", "--ratios", "10", "--folder", str(tmp_path))
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads((tmp_path / "imbalance-digits.json").read_text())
+    assert [r["arm"] for r in summary["rows"]] == ["softmax", "arcface", "arcface-class-margins"]
+    counts = summary["rows"][0]["train_class_counts"]
+    assert counts[0] / counts[-1] == pytest.approx(10, rel=0.15)
+    assert (tmp_path / "imbalance-digits-ratio10.png").stat().st_size > 0

@@ -1,0 +1,173 @@
+"""Studies built from many `train(config)` runs: loss comparison over seeds,
+the (s, m) sweep, and class imbalance. Each run keeps its own run folder under
+the study's folder, so an interrupted study resumes: finished runs (their
+``metrics.json`` exists) are read back, not trained again.
+"""
+
+import dataclasses
+import json
+import os
+
+import numpy as np
+
+from arcface_keras import plots, report
+from arcface_keras.io import write_json_atomic, write_text_atomic
+from arcface_keras.training import train
+
+COMPARE_LOSSES = ("arcface", "cosface", "sphereface", "softmax", "triplet")
+SUMMARY_KEYS = ("test_accuracy", "macro_precision", "macro_recall", "macro_f1", "map_at_r", "seconds_per_epoch")
+
+
+def run_once(config):
+    """Train `config` unless its run folder already holds a finished run."""
+    path = os.path.join(config.run_folder, "metrics.json")
+    if os.path.exists(path):
+        with open(path) as file:
+            metrics = json.load(file)
+        if metrics.get("config") == dataclasses.asdict(config):
+            return metrics
+    return train(config)
+
+
+def _mean_std(values):
+    values = np.asarray(values, dtype="float64")
+    return {"mean": float(values.mean()), "std": float(values.std(ddof=1)) if len(values) > 1 else 0.0,
+            "values": values.tolist()}
+
+
+# ------------------------------------------------------------------ compare --
+def compare(base, folder, losses=COMPARE_LOSSES, seeds=(0, 1, 2)):
+    """Train each loss with each seed on the same backbone, data and budget.
+
+    Writes ``compare-<dataset>.json`` / ``.md`` and a bar chart with error
+    bars (one standard deviation over seeds) into `folder`.
+    """
+    results = {}
+    for loss in losses:
+        runs = [run_once(dataclasses.replace(base, loss=loss, seed=seed, output=os.path.join(folder, f"{loss}-seed{seed}")))
+                for seed in seeds]
+        results[loss] = {key: _mean_std([r[key] for r in runs]) for key in SUMMARY_KEYS}
+    dataset = runs[0]["dataset"]
+    summary = {"dataset": dataset, "seeds": list(seeds), "epochs": base.epochs, "backbone": base.backbone,
+               "train_images": runs[0]["train_images"], "results": results}
+    stem = os.path.join(folder, f"compare-{dataset}")
+    write_json_atomic(stem + ".json", summary)
+    write_text_atomic(stem + ".md", compare_markdown(summary))
+    plots.comparison_bars(stem + ".png", {loss: r["test_accuracy"] for loss, r in results.items()},
+                          title=f"{dataset}: test accuracy over {len(seeds)} seeds ({base.epochs} epochs, {base.backbone})")
+    return summary
+
+
+def compare_markdown(summary):
+    lines = [
+        f"{summary['dataset']}, backbone {summary['backbone']}, {summary['epochs']} epochs, "
+        f"{summary['train_images']} training images, seeds {summary['seeds']}: mean ± std.",
+        "",
+        "| loss | test accuracy | macro precision | macro recall | macro F1 | MAP@R | s / epoch |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for loss, r in summary["results"].items():
+        cells = [f"{r[k]['mean']:.4f} ± {r[k]['std']:.4f}" for k in SUMMARY_KEYS[:-1]]
+        lines.append(f"| {loss} | " + " | ".join(cells) + f" | {r['seconds_per_epoch']['mean']:.1f} |")
+    return "\n".join(lines) + "\n"
+
+
+# -------------------------------------------------------------------- sweep --
+def sweep(base, folder, scales=(8.0, 16.0, 32.0, 64.0), margins=(0.1, 0.2, 0.3, 0.5, 0.7)):
+    """Grid over scale and margin scored on validation; the best cell on test.
+
+    Cells train with ``evaluate_test=False``: the test split is touched once,
+    for the cell with the best validation accuracy.
+    """
+    grid = np.zeros((len(scales), len(margins)))
+    for i, scale in enumerate(scales):
+        for j, margin in enumerate(margins):
+            cell = dataclasses.replace(base, scale=float(scale), margin=float(margin), evaluate_test=False,
+                                       output=os.path.join(folder, f"s{scale:g}-m{margin:g}"))
+            grid[i, j] = run_once(cell)["val_accuracy"]
+    best_i, best_j = np.unravel_index(np.argmax(grid), grid.shape)
+    best_folder = os.path.join(folder, f"s{scales[best_i]:g}-m{margins[best_j]:g}")
+    best = report.evaluate_folder(best_folder)
+    dataset = best["dataset"]
+    summary = {
+        "dataset": dataset, "loss": base.loss, "epochs": base.epochs, "scales": list(scales), "margins": list(margins),
+        "val_accuracy": grid.tolist(),
+        "best": {"scale": scales[best_i], "margin": margins[best_j], "val_accuracy": float(grid[best_i, best_j]),
+                 "test_accuracy": best["test_accuracy"], "macro_f1": best["macro_f1"]},
+    }
+    stem = os.path.join(folder, f"sweep-{dataset}")
+    write_json_atomic(stem + ".json", summary)
+    write_text_atomic(stem + ".md", sweep_markdown(summary))
+    plots.heatmap(stem + ".png", grid, [f"{s:g}" for s in scales], [f"{m:g}" for m in margins],
+                  "scale s", "margin m", title=f"{dataset} {base.loss}: validation accuracy ({base.epochs} epochs)")
+    return summary
+
+
+def sweep_markdown(summary):
+    lines = [
+        f"Validation accuracy, {summary['dataset']}, {summary['loss']}, {summary['epochs']} epochs "
+        "(rows: scale s, columns: margin m).",
+        "",
+        "| s \\ m | " + " | ".join(f"{m:g}" for m in summary["margins"]) + " |",
+        "| --- |" + " --- |" * len(summary["margins"]),
+    ]
+    for scale, row in zip(summary["scales"], summary["val_accuracy"]):
+        lines.append(f"| {scale:g} | " + " | ".join(f"{v:.4f}" for v in row) + " |")
+    best = summary["best"]
+    lines += ["", f"Best cell s = {best['scale']:g}, m = {best['margin']:g}: validation {best['val_accuracy']:.4f}, "
+                  f"test {best['test_accuracy']:.4f} (macro F1 {best['macro_f1']:.4f}), evaluated once."]
+    return "\n".join(lines) + "\n"
+
+
+# ---------------------------------------------------------------- imbalance --
+IMBALANCE_ARMS = {
+    "softmax": {"loss": "softmax"},
+    "arcface": {"loss": "arcface"},
+    "arcface-class-margins": {"loss": "arcface", "per_class_margins": True},
+}
+
+
+def imbalance(base, folder, ratios=(10.0, 100.0), minority_share=0.3):
+    """Long-tailed training sets; softmax vs ArcFace vs per-class margins.
+
+    The test set stays balanced. Minority classes are the last
+    ``minority_share`` of the classes (the tail of the profile).
+    """
+    rows = []
+    for ratio in ratios:
+        for arm, overrides in IMBALANCE_ARMS.items():
+            config = dataclasses.replace(base, imbalance_ratio=float(ratio), **overrides,
+                                         output=os.path.join(folder, f"ratio{ratio:g}-{arm}"))
+            metrics = run_once(config)
+            recall = np.asarray(metrics["per_class"]["recall"])
+            minority = max(1, int(round(minority_share * len(recall))))
+            rows.append({
+                "ratio": ratio, "arm": arm, "test_accuracy": metrics["test_accuracy"], "macro_f1": metrics["macro_f1"],
+                "minority_recall": float(recall[-minority:].mean()), "majority_recall": float(recall[:-minority].mean()),
+                "per_class_recall": recall.tolist(), "train_class_counts": metrics["train_class_counts"],
+            })
+    dataset = metrics["dataset"]
+    summary = {"dataset": dataset, "epochs": base.epochs, "minority_classes": minority, "rows": rows}
+    stem = os.path.join(folder, f"imbalance-{dataset}")
+    write_json_atomic(stem + ".json", summary)
+    write_text_atomic(stem + ".md", imbalance_markdown(summary))
+    for ratio in ratios:
+        plots.per_class_recall(f"{stem}-ratio{ratio:g}.png",
+                               {r["arm"]: r["per_class_recall"] for r in rows if r["ratio"] == ratio},
+                               rows[[r["ratio"] for r in rows].index(ratio)]["train_class_counts"],
+                               title=f"{dataset}, imbalance ratio {ratio:g}: per-class test recall")
+    return summary
+
+
+def imbalance_markdown(summary):
+    lines = [
+        f"{summary['dataset']}, {summary['epochs']} epochs, balanced test set; minority = the "
+        f"{summary['minority_classes']} rarest classes.",
+        "",
+        "| ratio | method | test accuracy | macro F1 | majority recall | minority recall |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for r in summary["rows"]:
+        lines.append(f"| {r['ratio']:g} | {r['arm']} | {r['test_accuracy']:.4f} | {r['macro_f1']:.4f} | "
+                     f"{r['majority_recall']:.4f} | {r['minority_recall']:.4f} |")
+    return "\n".join(lines) + "\n"
