@@ -22,9 +22,9 @@ def build(name, input_shape, latent_dim=128, **options):
     return {"network": network, "resnet": resnet}[name](input_shape, latent_dim, **options)
 
 
-def _embedding(features, latent_dim, momentum):
-    x = layers.Dense(latent_dim, use_bias=False, name="embedding_dense")(features)
-    return layers.BatchNormalization(momentum=momentum, name="embedding_bn")(x)
+def _embedding(features, latent_dim, momentum, embedding_bn):
+    x = layers.Dense(latent_dim, use_bias=not embedding_bn, name="embedding_dense")(features)
+    return layers.BatchNormalization(momentum=momentum, name="embedding_bn")(x) if embedding_bn else x
 
 
 def _conv_bn_relu(x, filters, name, strides=1, momentum=0.9):
@@ -33,7 +33,7 @@ def _conv_bn_relu(x, filters, name, strides=1, momentum=0.9):
     return layers.ReLU(name=f"{name}_relu")(x)
 
 
-def network(input_shape, latent_dim=128, widths=(64, 256, 64), convs_per_block=1, bn_momentum=0.9):
+def network(input_shape, latent_dim=128, widths=(64, 256, 64), convs_per_block=1, bn_momentum=0.9, embedding_bn=True):
     """The source report's "Network": conv blocks that widen then narrow.
 
     Each block is ``convs_per_block`` × (3×3 conv, batch norm, ReLU) followed
@@ -47,6 +47,7 @@ def network(input_shape, latent_dim=128, widths=(64, 256, 64), convs_per_block=1
         convs_per_block: conv layers per block. Defaults to `1`.
         bn_momentum: batch-norm momentum; 0.9 lets the moving statistics
             keep up with a fast-changing network. Defaults to `0.9`.
+        embedding_bn: batch-normalise the embedding. Defaults to `True`.
     """
     images = keras.Input(input_shape, name="image")
     x = images
@@ -56,10 +57,10 @@ def network(input_shape, latent_dim=128, widths=(64, 256, 64), convs_per_block=1
         if x.shape[1] > 2 and x.shape[2] > 2:
             x = layers.MaxPooling2D(2, name=f"block{block}_pool")(x)
     x = layers.Flatten(name="flatten")(x)
-    return keras.Model(images, _embedding(x, latent_dim, bn_momentum), name="backbone")
+    return keras.Model(images, _embedding(x, latent_dim, bn_momentum, embedding_bn), name="backbone")
 
 
-def resnet(input_shape, latent_dim=128, depth=20, width=16, bn_momentum=0.9):
+def resnet(input_shape, latent_dim=128, depth=20, width=16, bn_momentum=0.9, embedding_bn=True):
     """A CIFAR ResNet (He et al. 2016, section 4.2): 3 stages of basic blocks.
 
     `depth` = 6n + 2 (20, 32, 44, 56, ...); stage widths are `width`, 2×, 4×.
@@ -71,6 +72,7 @@ def resnet(input_shape, latent_dim=128, depth=20, width=16, bn_momentum=0.9):
         depth: 6n + 2 layers. Defaults to `20`.
         width: filters of the first stage. Defaults to `16`.
         bn_momentum: batch-norm momentum. Defaults to `0.9`.
+        embedding_bn: batch-normalise the embedding. Defaults to `True`.
     """
     if (depth - 2) % 6 != 0 or depth < 8:
         raise ValueError(f"`depth` must be 6n + 2 (8, 14, 20, 32, ...). Received: depth={depth!r}")
@@ -91,4 +93,4 @@ def resnet(input_shape, latent_dim=128, depth=20, width=16, bn_momentum=0.9):
                 shortcut = layers.BatchNormalization(momentum=bn_momentum, name=f"{name}_proj_bn")(shortcut)
             x = layers.ReLU(name=f"{name}_relu")(layers.Add(name=f"{name}_add")([y, shortcut]))
     x = layers.GlobalAveragePooling2D(name="pool")(x)
-    return keras.Model(images, _embedding(x, latent_dim, bn_momentum), name="backbone")
+    return keras.Model(images, _embedding(x, latent_dim, bn_momentum, embedding_bn), name="backbone")

@@ -334,12 +334,16 @@ def _checked(arrays, source):
 
 
 # --------------------------------------------------------------- pipelines --
-def make_dataset(images, labels, batch_size=100, training=False, augment=False, seed=0, labels_as_input=True):
+AUGMENTATIONS = ("crop-flip", "shift")
+
+
+def make_dataset(images, labels, batch_size=100, training=False, augment=None, seed=0, labels_as_input=True):
     """A tf.data pipeline of raw float32 images (0–255) and int32 labels.
 
-    Training pipelines are shuffled anew each epoch; with `augment` they take
-    a random crop after 4-pixel zero padding and a random horizontal flip
-    (the CIFAR recipe). Elements are ``((images, labels), labels)`` when
+    Training pipelines are shuffled anew each epoch; `augment` is `None`,
+    ``"crop-flip"`` (random crop after 4-pixel zero padding and a random
+    horizontal flip: the CIFAR recipe) or ``"shift"`` (random crop after
+    2-pixel padding, no flip: for digits, whose mirror images are not digits). Elements are ``((images, labels), labels)`` when
     `labels_as_input` (margin heads read the labels), else
     ``(images, labels)``. The arrays already sit in memory, so no cache.
     """
@@ -351,7 +355,8 @@ def make_dataset(images, labels, batch_size=100, training=False, augment=False, 
     if training:
         dataset = dataset.shuffle(len(labels), seed=seed, reshuffle_each_iteration=True)
     if training and augment:
-        dataset = dataset.map(lambda image, label: (crop_and_flip(image), label), num_parallel_calls=tf.data.AUTOTUNE)
+        transform = augmentation(augment)
+        dataset = dataset.map(lambda image, label: (transform(image), label), num_parallel_calls=tf.data.AUTOTUNE)
     dataset = dataset.batch(batch_size)
 
     def to_model_inputs(image, label):
@@ -361,15 +366,23 @@ def make_dataset(images, labels, batch_size=100, training=False, augment=False, 
     return dataset.map(to_model_inputs, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
 
 
-def crop_and_flip(image):
-    """Random crop of the image padded by 4 zero pixels, random left-right flip."""
+def augmentation(name):
+    """The per-image transform called `name` (see `make_dataset`)."""
     import tensorflow as tf
 
-    padded = tf.pad(image, [[4, 4], [4, 4], [0, 0]])
-    return tf.image.random_flip_left_right(tf.image.random_crop(padded, tf.shape(image)))
+    if name not in AUGMENTATIONS:
+        raise DataError(f"augment must be one of {AUGMENTATIONS} or None. Received: augment={name!r}")
+    padding, flip = (4, True) if name == "crop-flip" else (2, False)
+
+    def transform(image):
+        padded = tf.pad(image, [[padding, padding], [padding, padding], [0, 0]])
+        image = tf.image.random_crop(padded, tf.shape(image))
+        return tf.image.random_flip_left_right(image) if flip else image
+
+    return transform
 
 
-def balanced_dataset(images, labels, classes_per_batch, samples_per_class, seed=0, augment=False):
+def balanced_dataset(images, labels, classes_per_batch, samples_per_class, seed=0, augment=None):
     """Endless P×K batches: P classes drawn without replacement, K images each.
 
     Every batch holds positives for every anchor, as triplet mining needs. A
@@ -397,10 +410,12 @@ def balanced_dataset(images, labels, classes_per_batch, samples_per_class, seed=
     image_table = tf.constant(images)
     label_table = tf.constant(labels.astype("int32"))
 
+    transform = augmentation(augment) if augment else None
+
     def gather(indices):
         batch = tf.gather(image_table, indices)
-        if augment:
-            batch = tf.map_fn(crop_and_flip, batch)
+        if transform is not None:
+            batch = tf.map_fn(transform, batch)
         return tf.cast(batch, tf.float32), tf.gather(label_table, indices)
 
     size = classes_per_batch * samples_per_class

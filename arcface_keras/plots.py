@@ -93,6 +93,9 @@ def embeddings(path, vectors, labels, centres=None, sub_centers=1, title="Embedd
             title += f" (PCA of {dim}-d unit embeddings)"
         axis.scatter(points[:, 0], points[:, 1], c=colours[labels], s=3, alpha=0.6)
         axis.set_aspect("equal")
+    if num_classes <= 20:
+        handles = [plt.Line2D([], [], marker="o", linestyle="", color=colours[c], label=str(c)) for c in range(num_classes)]
+        axis.legend(handles=handles, title="class", fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))
     axis.set_title(title)
     return _save(figure, path)
 

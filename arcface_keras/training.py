@@ -23,6 +23,7 @@ from arcface_keras.losses import TripletLoss
 PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
 STRATEGIES = ("auto", "one", "mirrored", "multiworker")
 OPTIMIZERS = ("sgd", "adam")
+AUGMENT_CHOICES = ("auto", "off", *data_lib.AUGMENTATIONS)
 
 
 @dataclasses.dataclass
@@ -45,7 +46,7 @@ class TrainConfig:
     momentum: float = 0.9
     weight_decay: float = 5e-4
     lr_warmup_epochs: float = 1.0
-    augment: str = "auto"  # auto: crop + flip for colour images
+    augment: str = "auto"  # auto: crop-flip for colour images, none for grayscale; or crop-flip, shift, off
     seed: int = 0
     precision: str = "auto"
     jit_compile: bool = False
@@ -66,7 +67,7 @@ class TrainConfig:
             ("precision", self.precision in PRECISIONS, f"one of {PRECISIONS}"),
             ("strategy", self.strategy in STRATEGIES, f"one of {STRATEGIES}"),
             ("optimizer", self.optimizer in OPTIMIZERS, f"one of {OPTIMIZERS}"),
-            ("augment", self.augment in ("auto", "on", "off"), "one of auto, on, off"),
+            ("augment", self.augment in AUGMENT_CHOICES, f"one of {AUGMENT_CHOICES}"),
             ("epochs", isinstance(self.epochs, int) and self.epochs >= 1, "an integer ≥ 1"),
             ("batch_size", isinstance(self.batch_size, int) and self.batch_size >= 1, "an integer ≥ 1"),
             ("lr", self.lr > 0, "positive"),
@@ -136,7 +137,7 @@ def train(config):
                 jit_compile=config.jit_compile,
             )
         labels_as_input = models.uses_labels(train_model) and not triplet
-        augment = config.augment == "on" or (config.augment == "auto" and splits.image_shape[-1] == 3)
+        augment = {"auto": "crop-flip" if splits.image_shape[-1] == 3 else None, "off": None}.get(config.augment, config.augment)
         if triplet:
             train_data = data_lib.balanced_dataset(
                 splits.x_train, splits.y_train, classes_per_batch, samples_per_class, config.seed, augment

@@ -192,7 +192,7 @@ def test_pipeline_batches_and_shuffles(rng):
 def test_augmentation_is_padded_crop_and_flip(rng):
     images = rng.integers(1, 256, size=(64, 32, 32, 3), dtype=np.uint8)
     labels = np.arange(64)
-    dataset = data.make_dataset(images, labels, batch_size=64, training=True, augment=True, seed=0, labels_as_input=False)
+    dataset = data.make_dataset(images, labels, batch_size=64, training=True, augment="crop-flip", seed=0, labels_as_input=False)
     batch, order = next(iter(dataset))
     flips = 0
     for augmented, index in zip(batch.numpy(), order.numpy()):
@@ -205,7 +205,7 @@ def test_augmentation_is_padded_crop_and_flip(rng):
     assert 10 < flips < 54  # about half are flipped
 
 
-@pytest.mark.parametrize("augment", [False, True])
+@pytest.mark.parametrize("augment", [None, "crop-flip"])
 def test_balanced_sampler_yields_p_by_k_batches(augment, rng):
     labels = np.repeat(np.arange(6), [30, 30, 30, 30, 30, 3])  # class 5 has fewer than K images
     images = rng.integers(0, 256, size=(len(labels), 8, 8, 3), dtype=np.uint8)
@@ -233,3 +233,18 @@ def test_long_tail_cut_has_the_requested_counts(ratio, rng):
     assert counts[0] == 500 and counts[-1] == int(500 / ratio)
     with pytest.raises(DataError, match="imbalance_ratio"):
         data.long_tail(images, labels, 0.5)
+
+
+def test_shift_augmentation_moves_without_flipping(rng):
+    images = rng.integers(1, 256, size=(64, 28, 28, 1), dtype=np.uint8)
+    dataset = data.make_dataset(images, np.arange(64), batch_size=64, training=True, augment="shift", seed=0, labels_as_input=False)
+    batch, order = next(iter(dataset))
+    offsets = set()
+    for augmented, index in zip(batch.numpy(), order.numpy()):
+        padded = np.pad(images[index].astype("float32"), ((2, 2), (2, 2), (0, 0)))
+        matches = [(dy, dx) for dy in range(5) for dx in range(5) if np.array_equal(augmented, padded[dy : dy + 28, dx : dx + 28])]
+        assert len(matches) == 1
+        offsets.add(matches[0])
+    assert len(offsets) > 5
+    with pytest.raises(DataError, match="augment"):
+        data.augmentation("rotate")

@@ -1,0 +1,30 @@
+"""Why ArcFace from scratch stalls: the straightforward recipe against ours,
+one change at a time, on the same backbone and budget.
+
+    python scripts/convergence.py --dataset mnist --data ../shared/data/mnist.npz --train-samples 10000 --epochs 3
+"""
+
+import argparse
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from arcface_keras import cli, experiments  # noqa: E402
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    cli.add_training_arguments(parser, losses=False, verbose=0)
+    parser.add_argument("--folder", default=None, help="study folder (default saved_models/convergence-<dataset>)")
+    args = parser.parse_args(argv)
+    base = cli.config_from_args(args)
+    folder = args.folder or os.path.join("saved_models", f"convergence-{args.dataset}")
+    summary = cli.run_or_explain(experiments.convergence, base, folder)
+    print(experiments.convergence_markdown(summary))
+    print(f"written: {folder}/convergence.json, .md")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
