@@ -197,7 +197,9 @@ CONVERGENCE_VARIANTS = {
 def convergence(base, folder, variants=None):
     """Train each variant; report test accuracy in inference mode and final training loss."""
     rows = []
-    for index, (name, overrides) in enumerate((variants or CONVERGENCE_VARIANTS).items()):
+    names = list(CONVERGENCE_VARIANTS)
+    for name, overrides in (variants or CONVERGENCE_VARIANTS).items():
+        index = names.index(name) if name in names else len(names) + len(rows)
         config = dataclasses.replace(base, **overrides, output=os.path.join(folder, f"variant{index:02d}"))
         metrics = run_once(config)
         with open(os.path.join(config.run_folder, "history.csv")) as file:

@@ -17,10 +17,13 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     cli.add_training_arguments(parser, losses=False, verbose=0)
     parser.add_argument("--folder", default=None, help="study folder (default saved_models/convergence-<dataset>)")
+    parser.add_argument("--only", type=int, nargs="+", default=None, help="run only these variants (0-based indices)")
     args = parser.parse_args(argv)
     base = cli.config_from_args(args)
     folder = args.folder or os.path.join("saved_models", f"convergence-{args.dataset}")
-    summary = cli.run_or_explain(experiments.convergence, base, folder)
+    variants = list(experiments.CONVERGENCE_VARIANTS.items())
+    chosen = dict(variants[i] for i in args.only) if args.only else None
+    summary = cli.run_or_explain(experiments.convergence, base, folder, chosen)
     print(experiments.convergence_markdown(summary))
     print(f"written: {folder}/convergence.json, .md")
     return 0

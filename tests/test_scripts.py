@@ -98,3 +98,11 @@ def test_imbalance_runs_end_to_end(tmp_path):
     counts = summary["rows"][0]["train_class_counts"]
     assert counts[0] / counts[-1] == pytest.approx(10, rel=0.15)
     assert (tmp_path / "imbalance-digits-ratio10.png").stat().st_size > 0
+
+
+@pytest.mark.slow
+def test_default_run_reaches_high_accuracy(tmp_path):
+    """The README's main command, full default budget (about a minute)."""
+    result = run_script("train.py", "--output", str(tmp_path / "run"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["test_accuracy"] >= 0.95
