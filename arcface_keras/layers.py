@@ -210,6 +210,11 @@ class AngularMarginLayer(keras.layers.Layer):
                 )
             embedding_shape, label_shape = input_shape
             _check_label_shape(label_shape)
+            if None not in (embedding_shape[0], label_shape[0]) and embedding_shape[0] != label_shape[0]:
+                raise ValueError(
+                    f"`labels` must hold one label per embedding. Received: {label_shape[0]} labels "
+                    f"for {embedding_shape[0]} embeddings"
+                )
         else:
             embedding_shape = input_shape
         if len(embedding_shape) != 2 or embedding_shape[-1] is None:

@@ -367,3 +367,12 @@ def test_runs_under_jax_backend():
     result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "ok" in result.stdout
+
+
+def test_docstring_examples_run():
+    import doctest
+
+    import arcface_keras.layers
+
+    result = doctest.testmod(arcface_keras.layers, optionflags=doctest.ELLIPSIS)
+    assert result.attempted >= 5 and result.failed == 0
