@@ -117,39 +117,17 @@ def train(config):
                 sub_centers=config.sub_centers,
                 backbone_options=config.backbone_options,
             )
-            triplet = config.loss == "triplet"
-            if triplet:
-                classes_per_batch = min(splits.num_classes, max(2, config.batch_size // 4))
-                samples_per_class = max(2, config.batch_size // classes_per_batch)
-                steps_per_epoch = data_lib.balanced_steps(len(splits.y_train), classes_per_batch, samples_per_class)
-                fit_model = models.embedding_model(train_model)
-                margin = models.RECIPE_MARGINS["triplet"] if config.margin is None else config.margin
-                loss, metrics = TripletLoss(margin=margin), []
-            else:
-                steps_per_epoch = int(np.ceil(len(splits.y_train) / config.batch_size))
-                fit_model = train_model
-                loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-                metrics = [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
-            fit_model.compile(
-                optimizer=make_optimizer(config, steps_per_epoch),
-                loss=loss,
-                metrics=metrics,
+            plan = _fit_plan(config, splits, train_model)
+            plan.model.compile(
+                optimizer=make_optimizer(config, plan.steps_per_epoch),
+                loss=plan.loss,
+                metrics=plan.metrics,
                 jit_compile=config.jit_compile,
-            )
-        labels_as_input = models.uses_labels(train_model) and not triplet
-        augment = {"auto": "crop-flip" if splits.image_shape[-1] == 3 else None, "off": None}.get(config.augment, config.augment)
-        if triplet:
-            train_data = data_lib.balanced_dataset(
-                splits.x_train, splits.y_train, classes_per_batch, samples_per_class, config.seed, augment
-            )
-        else:
-            train_data = data_lib.make_dataset(
-                splits.x_train, splits.y_train, config.batch_size, training=True, augment=augment,
-                seed=config.seed, labels_as_input=labels_as_input,
             )
         timer = EpochTimer(os.path.join(folder, "epoch_seconds.json"))
         validation = InferenceValidation(inference, splits.x_val, splits.y_val, config.batch_size)
         callbacks = [
+            *plan.callbacks_first,
             validation,
             keras.callbacks.TerminateOnNaN(),
             keras.callbacks.BackupAndRestore(os.path.join(folder, "backup")),
@@ -159,14 +137,11 @@ def train(config):
             keras.callbacks.CSVLogger(os.path.join(folder, "history.csv"), append=True),
             keras.callbacks.TensorBoard(os.path.join(folder, "logs")),
             timer,
+            *plan.callbacks_last,
         ]
-        if triplet:
-            callbacks.insert(0, ClassCentres(train_model, fit_model, splits.x_train, splits.y_train, config.batch_size))
-        if labels_as_input and config.margin_warmup_epochs > 0:
-            callbacks.append(MarginScheduler(margin_factor=linear_ramp(config.margin_warmup_epochs)))
-        fit_model.fit(
-            train_data, epochs=config.epochs, callbacks=callbacks, verbose=config.verbose, shuffle=False,
-            steps_per_epoch=steps_per_epoch if triplet else None,
+        plan.model.fit(
+            plan.data, epochs=config.epochs, callbacks=callbacks, verbose=config.verbose, shuffle=False,
+            steps_per_epoch=plan.steps_per_epoch if plan.endless else None,
         )
         if not np.isfinite(train_model.get_layer("head").kernel.numpy()).all():
             raise RuntimeError("Training diverged (NaN in the weights); lower --lr or --scale.")
@@ -192,6 +167,55 @@ def train(config):
         return report.evaluate_run(folder, train_model, splits, config.batch_size, extra=extra)
     finally:
         keras.mixed_precision.set_dtype_policy(previous_policy)
+
+
+@dataclasses.dataclass
+class FitPlan:
+    """What `fit` trains, on what, with which loss, for how many steps."""
+
+    model: keras.Model
+    data: object  # a tf.data.Dataset
+    loss: keras.losses.Loss
+    metrics: list
+    steps_per_epoch: int  # for the learning-rate schedule; passed to fit only when `data` is endless
+    endless: bool
+    callbacks_first: list  # before validation (it reads their results)
+    callbacks_last: list
+
+
+def _fit_plan(config, splits, train_model):
+    """Margin heads and softmax fit the training model on shuffled batches;
+    the triplet loss fits the embedding model on P × K batches."""
+    augment = {"auto": "crop-flip" if splits.image_shape[-1] == 3 else None, "off": None}.get(config.augment, config.augment)
+    if config.loss == "triplet":
+        classes_per_batch = min(splits.num_classes, max(2, config.batch_size // 4))
+        samples_per_class = max(2, config.batch_size // classes_per_batch)
+        embedding = models.embedding_model(train_model)
+        margin = models.RECIPE_MARGINS["triplet"] if config.margin is None else config.margin
+        return FitPlan(
+            model=embedding,
+            data=data_lib.balanced_dataset(splits.x_train, splits.y_train, classes_per_batch, samples_per_class,
+                                           config.seed, augment),
+            loss=TripletLoss(margin=margin),
+            metrics=[],
+            steps_per_epoch=data_lib.balanced_steps(len(splits.y_train), classes_per_batch, samples_per_class),
+            endless=True,
+            callbacks_first=[ClassCentres(train_model, embedding, splits.x_train, splits.y_train, config.batch_size)],
+            callbacks_last=[],
+        )
+    labels_as_input = models.uses_labels(train_model)
+    ramp = labels_as_input and config.margin_warmup_epochs > 0
+    return FitPlan(
+        model=train_model,
+        data=data_lib.make_dataset(splits.x_train, splits.y_train, config.batch_size, training=True, augment=augment,
+                                   seed=config.seed, labels_as_input=labels_as_input),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+        steps_per_epoch=int(np.ceil(len(splits.y_train) / config.batch_size)),
+        endless=False,
+        callbacks_first=[],
+        callbacks_last=[MarginScheduler(margin_factor=linear_ramp(config.margin_warmup_epochs))] if ramp else [],
+    )
 
 
 def predict(inference_model, images, batch_size=100):
