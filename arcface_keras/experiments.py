@@ -191,6 +191,10 @@ CONVERGENCE_VARIANTS = {
     "recipe with BN momentum 0.99": {"backbone_options": {"bn_momentum": 0.99}},
     "recipe with lr 0.1, no lr warm-up": {"lr": 0.1, "lr_warmup_epochs": 0.0},
     "softmax (same backbone and budget)": {"loss": "softmax"},
+    "recipe, margin ramped over 3 epochs": {"margin_warmup_epochs": 3.0},
+    "recipe, m=0.1": {"margin": 0.1},
+    "recipe, CosFace m=0.2": {"loss": "cosface"},
+    "recipe, s=8, m=0.1": {"scale": 8.0, "margin": 0.1},
 }
 
 
