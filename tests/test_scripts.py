@@ -106,3 +106,20 @@ def test_default_run_reaches_high_accuracy(tmp_path):
     result = run_script("train.py", "--output", str(tmp_path / "run"))
     assert result.returncode == 0, result.stderr[-3000:]
     assert json.loads((tmp_path / "run" / "metrics.json").read_text())["test_accuracy"] >= 0.95
+
+
+def test_convergence_study_runs_end_to_end(tmp_path):
+    result = run_script("convergence.py", *TINY_STUDY, "--only", "0", "4", "--folder", str(tmp_path))
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads((tmp_path / "convergence.json").read_text())
+    assert [r["variant"] for r in summary["rows"]][1] == "recipe"
+    assert (tmp_path / "variant00").is_dir() and (tmp_path / "variant04").is_dir()
+
+
+def test_embedding_spread_reports_each_backbone():
+    result = run_script("embedding_spread.py", "--images", "40", "--seeds", "1")
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = [line for line in result.stdout.splitlines() if line.startswith("| network") or line.startswith("| resnet")]
+    assert len(rows) == 4
+    with_bn = [float(line.split("|")[3]) for line in rows if "| yes |" in line]
+    assert all(abs(value) < 0.2 for value in with_bn)  # batch norm centres the embeddings
