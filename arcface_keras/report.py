@@ -23,7 +23,7 @@ FIGURES = {
 }
 
 
-def evaluate_run(folder, train_model, splits, batch_size=100, extra=None):
+def evaluate_run(folder, train_model, splits, batch_size=100, extra=None, inference=None):
     """Evaluate `train_model` on the test split; write metrics, figures, report.
 
     Args:
@@ -32,11 +32,13 @@ def evaluate_run(folder, train_model, splits, batch_size=100, extra=None):
         splits: the run's `DataSplits`.
         batch_size: inference batch size. Defaults to `100`.
         extra: more entries for ``metrics.json`` (timings, config).
+        inference: the run's label-free model, if already built; else it is
+            derived from `train_model`.
 
     Returns:
         The metrics dict, as written to ``metrics.json``.
     """
-    inference = models.inference_model(train_model)
+    inference = inference or models.inference_model(train_model)
     outputs = inference.predict(splits.x_test.astype("float32"), batch_size=batch_size, verbose=0)
     head = train_model.get_layer("head")
     sub_centers = getattr(head, "sub_centers", 1)

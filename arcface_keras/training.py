@@ -164,7 +164,7 @@ def train(config):
             write_json_atomic(os.path.join(folder, "metrics.json"), extra)
             return extra
         export.export_saved_model(inference, os.path.join(folder, "saved_model"))
-        return report.evaluate_run(folder, train_model, splits, config.batch_size, extra=extra)
+        return report.evaluate_run(folder, train_model, splits, config.batch_size, extra=extra, inference=inference)
     finally:
         keras.mixed_precision.set_dtype_policy(previous_policy)
 
