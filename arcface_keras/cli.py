@@ -1,5 +1,6 @@
 """Command-line plumbing shared by the scripts: flags → TrainConfig, errors → one line."""
 
+import argparse
 import dataclasses
 import json
 import sys
@@ -23,6 +24,10 @@ def add_training_arguments(parser, losses=True, **default_overrides):
     add("--scale", type=_scale, default=defaults.scale, help="float or 'auto' (AdaCos √2·ln(C−1))")
     add("--margin", type=float, default=defaults.margin)
     add("--sub-centers", type=int, default=defaults.sub_centers)
+    add("--fixed-centres", action=argparse.BooleanOptionalAction, default=defaults.fixed_centres,
+        help="margin heads: fixed orthogonal class centres (rules out centre collapse)")
+    add("--easy-margin", action="store_true", default=defaults.easy_margin,
+        help="apply the margin only where cos θ_y > 0")
     add("--margin-warmup-epochs", type=float, default=defaults.margin_warmup_epochs)
     add("--optimizer", default=defaults.optimizer, choices=training.OPTIMIZERS)
     add("--lr", type=float, default=defaults.lr)

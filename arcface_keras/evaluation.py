@@ -57,6 +57,17 @@ def _angle(cosine):
     return np.degrees(np.arccos(np.clip(cosine, -1.0, 1.0)))
 
 
+def centre_cosines(centres):
+    """Mean and max cosine between distinct class centres (columns of a (D, C) kernel).
+
+    Near 1 means the centres have collapsed onto one direction; 0 is orthogonal.
+    """
+    unit = _unit(np.asarray(centres, dtype="float64"), axis=0)
+    cosines = unit.T @ unit
+    off_diagonal = cosines[~np.eye(len(cosines), dtype=bool)]
+    return {"mean": float(off_diagonal.mean()), "max": float(off_diagonal.max())}
+
+
 def target_angles(embeddings, labels, centres, sub_centers=1):
     """Per sample: degrees to its own centre and to the nearest other class's.
 

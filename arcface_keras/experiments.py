@@ -11,9 +11,9 @@ import os
 
 import numpy as np
 
-from arcface_keras import plots, report
+from arcface_keras import evaluation, models, plots, report
 from arcface_keras.io import write_json_atomic, write_text_atomic
-from arcface_keras.training import train
+from arcface_keras.training import TrainConfig, train
 
 COMPARE_LOSSES = ("arcface", "cosface", "sphereface", "softmax", "triplet")
 SUMMARY_KEYS = ("test_accuracy", "macro_precision", "macro_recall", "macro_f1", "map_at_r", "seconds_per_epoch")
@@ -25,7 +25,9 @@ def run_once(config):
     if os.path.exists(path):
         with open(path) as file:
             metrics = json.load(file)
-        if metrics.get("config") == dataclasses.asdict(config):
+        # Fields added to TrainConfig after a run was made count as their defaults.
+        stored = {**dataclasses.asdict(TrainConfig()), **metrics.get("config", {})}
+        if stored == dataclasses.asdict(config):
             return metrics
     return train(config)
 
@@ -195,6 +197,9 @@ CONVERGENCE_VARIANTS = {
     "recipe, m=0.1": {"margin": 0.1},
     "recipe, CosFace m=0.2": {"loss": "cosface"},
     "recipe, s=8, m=0.1": {"scale": 8.0, "margin": 0.1},
+    "recipe, easy margin": {"easy_margin": True},
+    "recipe, fixed orthogonal centres": {"fixed_centres": True},
+    "recipe, fixed centres, s=30, m=0.5": {"fixed_centres": True, "scale": 30.0, "margin": 0.5},
 }
 
 
@@ -210,22 +215,32 @@ def convergence(base, folder, variants=None):
             history = list(csv.DictReader(file))[-1]
         rows.append({"variant": name, "overrides": overrides, "test_accuracy": metrics["test_accuracy"],
                      "train_accuracy_with_margin": float(history.get("accuracy", "nan")),
-                     "final_train_loss": float(history["loss"])})
+                     "final_train_loss": float(history["loss"]),
+                     "centre_cosine": _centre_cosines(config.run_folder)})
     summary = {"dataset": metrics["dataset"], "epochs": base.epochs, "train_images": metrics["train_images"], "rows": rows}
     write_json_atomic(os.path.join(folder, "convergence.json"), summary)
     write_text_atomic(os.path.join(folder, "convergence.md"), convergence_markdown(summary))
     return summary
 
 
+def _centre_cosines(folder):
+    """Class-centre cosines of the run's saved model (how far the centres collapsed)."""
+    import keras
+
+    model = keras.models.load_model(os.path.join(folder, "model.keras"), compile=False)
+    return evaluation.centre_cosines(models.class_centres(model))
+
+
 def convergence_markdown(summary):
     lines = [
         f"{summary['dataset']}, {summary['train_images']} training images, {summary['epochs']} epochs; test accuracy "
-        "in inference mode (batch-norm moving statistics), training accuracy with the margin applied.",
+        "in inference mode (batch-norm moving statistics), training accuracy with the margin applied; "
+        "centre cosine: mean / max cosine between distinct class centres of the trained head (1 = collapsed).",
         "",
-        "| variant | test accuracy | train accuracy (margin, batch stats) | final train loss |",
-        "| --- | --- | --- | --- |",
+        "| variant | test accuracy | train accuracy (margin, batch stats) | final train loss | centre cosine mean / max |",
+        "| --- | --- | --- | --- | --- |",
     ]
     for r in summary["rows"]:
         lines.append(f"| {r['variant']} | {r['test_accuracy']:.4f} | {r['train_accuracy_with_margin']:.4f} | "
-                     f"{r['final_train_loss']:.3f} |")
+                     f"{r['final_train_loss']:.3f} | {r['centre_cosine']['mean']:.2f} / {r['centre_cosine']['max']:.2f} |")
     return "\n".join(lines) + "\n"

@@ -111,8 +111,14 @@ class AngularMarginLayer(keras.layers.Layer):
             Defaults to `False`.
         sub_centers: number K of centres per class (sub-center ArcFace); a
             class scores by its closest centre. Defaults to `1`.
-        kernel_initializer: initializer of the class centres.
-            Defaults to `"glorot_uniform"`.
+        fixed_centres: keep the class centres where they were initialised
+            (not trained). With few classes and an embedding trained from
+            scratch, learned centres can collapse onto each other, the
+            margin's cheapest state (see the README); fixed, mutually
+            orthogonal centres rule that out. Defaults to `False`.
+        kernel_initializer: initializer of the class centres. Defaults to
+            `"orthogonal"` with fixed centres (mutually orthogonal when
+            ``embedding_dim ≥ C·K``), else `"glorot_uniform"`.
         kernel_regularizer: optional regularizer of the class centres.
             Defaults to `None`.
         **kwargs: base layer arguments (``name``, ``dtype``, ...).
@@ -159,7 +165,8 @@ class AngularMarginLayer(keras.layers.Layer):
         m3=0.0,
         easy_margin=False,
         sub_centers=1,
-        kernel_initializer="glorot_uniform",
+        fixed_centres=False,
+        kernel_initializer=None,
         kernel_regularizer=None,
         **kwargs,
     ):
@@ -190,6 +197,9 @@ class AngularMarginLayer(keras.layers.Layer):
         self.m3 = _as_margin("m3", m3, num_classes, 0.0, 2.0)
         self.easy_margin = bool(easy_margin)
         self.sub_centers = int(sub_centers)
+        self.fixed_centres = bool(fixed_centres)
+        if kernel_initializer is None:
+            kernel_initializer = "orthogonal" if self.fixed_centres else "glorot_uniform"
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
         self.kernel_regularizer = keras.regularizers.get(kernel_regularizer)
         self.supports_masking = False
@@ -227,6 +237,7 @@ class AngularMarginLayer(keras.layers.Layer):
             shape=(embedding_shape[-1], self.num_classes * self.sub_centers),
             initializer=self.kernel_initializer,
             regularizer=self.kernel_regularizer,
+            trainable=not self.fixed_centres,
             dtype="float32",
         )
         self.current_scale = self.add_weight(
@@ -340,6 +351,7 @@ class AngularMarginLayer(keras.layers.Layer):
             **self._margin_config(),
             "easy_margin": self.easy_margin,
             "sub_centers": self.sub_centers,
+            "fixed_centres": self.fixed_centres,
             "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
             "kernel_regularizer": keras.regularizers.serialize(self.kernel_regularizer),
         }
@@ -398,7 +410,7 @@ class ArcMarginLayer(_NamedMarginLayer):
         easy_margin: apply the margin only where ``cos θ_y > 0``.
             Defaults to `False`.
         sub_centers: centres per class (sub-center ArcFace). Defaults to `1`.
-        **kwargs: `kernel_initializer`, `kernel_regularizer` and base layer
+        **kwargs: `fixed_centres`, `kernel_initializer`, `kernel_regularizer` and base layer
             arguments.
 
     Example:

@@ -32,6 +32,8 @@ def build_models(
     scale=None,
     margin=None,
     sub_centers=1,
+    fixed_centres=False,
+    easy_margin=False,
     backbone_options=None,
 ):
     """Build ``(train_model, inference_model)`` sharing one set of weights.
@@ -50,6 +52,9 @@ def build_models(
         scale: of the margin head; `None` takes the layer's default.
         margin: of the margin head; `None` takes `RECIPE_MARGINS[loss]`.
         sub_centers: centres per class of the margin head. Defaults to `1`.
+        fixed_centres: keep the margin head's class centres fixed
+            (orthogonal); see `AngularMarginLayer`. Defaults to `False`.
+        easy_margin: the margin head's `easy_margin`. Defaults to `False`.
         backbone_options: extra keyword arguments of the backbone.
     """
     if loss not in LOSSES:
@@ -70,7 +75,8 @@ def build_models(
     else:
         margin = RECIPE_MARGINS[loss] if margin is None else margin
         options = {"margin": margin} if scale is None else {"margin": margin, "scale": scale}
-        head = MARGIN_HEADS[loss](num_classes, sub_centers=sub_centers, name="head", **options)
+        head = MARGIN_HEADS[loss](num_classes, sub_centers=sub_centers, fixed_centres=fixed_centres,
+                                  easy_margin=easy_margin, name="head", **options)
         labels = keras.Input((), dtype="int32", name="label")
         train_model = keras.Model([images, labels], head([embeddings, labels]), name=loss)
     return train_model, inference_model(train_model)

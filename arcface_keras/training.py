@@ -40,6 +40,8 @@ class TrainConfig:
     scale: float | None = 16.0
     margin: float | None = None  # None: models.RECIPE_MARGINS[loss]
     sub_centers: int = 1
+    fixed_centres: bool = False  # margin heads: orthogonal class centres, not trained
+    easy_margin: bool = False
     margin_warmup_epochs: float = 1.0
     optimizer: str = "sgd"
     lr: float = 0.05
@@ -115,6 +117,8 @@ def train(config):
                 scale=config.scale,
                 margin=margin,
                 sub_centers=config.sub_centers,
+                fixed_centres=config.fixed_centres,
+                easy_margin=config.easy_margin,
                 backbone_options=config.backbone_options,
             )
             plan = _fit_plan(config, splits, train_model)

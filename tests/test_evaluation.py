@@ -120,3 +120,11 @@ def test_full_evaluation_keys(rng):
     for key in ("precision_at_1", "r_precision", "map_at_r", "roc_auc", "eer", "tar_at_far_1e-3", "macro_f1", "angles"):
         assert key in metrics
     assert arrays["target_angles"].shape == (90,)
+
+
+def test_centre_cosines_detects_collapse():
+    orthogonal = np.eye(6)[:, :4]
+    assert evaluation.centre_cosines(orthogonal) == {"mean": 0.0, "max": 0.0}
+    collapsed = np.ones((6, 4)) + 1e-3 * np.random.default_rng(0).normal(size=(6, 4))
+    result = evaluation.centre_cosines(collapsed * [1, 2, 3, 4])  # column norms do not matter
+    assert result["mean"] > 0.99 and result["max"] <= 1.0 + 1e-12

@@ -376,3 +376,27 @@ def test_docstring_examples_run():
 
     result = doctest.testmod(arcface_keras.layers, optionflags=doctest.ELLIPSIS)
     assert result.attempted >= 5 and result.failed == 0
+
+
+def test_fixed_centres_are_orthogonal_and_never_trained(rng, tmp_path):
+    layer = ArcMarginLayer(5, scale=16.0, margin=0.3, fixed_centres=True, sub_centers=2)
+    model = _model(layer, dim=16)
+    kernel = layer.kernel.numpy()
+    assert not layer.kernel.trainable and layer.trainable_weights == []
+    np.testing.assert_allclose(kernel.T @ kernel / np.outer(*[np.linalg.norm(kernel, axis=0)] * 2), np.eye(10), atol=1e-5)
+    model.compile(optimizer=keras.optimizers.SGD(0.5, weight_decay=0.1),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.fit([rng.normal(size=(32, 16)).astype("float32"), rng.integers(0, 5, size=32)],
+              rng.integers(0, 5, size=32), epochs=2, verbose=0)
+    np.testing.assert_array_equal(layer.kernel.numpy(), kernel)
+    path = tmp_path / "fixed.keras"
+    model.save(path)
+    loaded = keras.models.load_model(path, safe_mode=True).layers[-1]
+    assert loaded.fixed_centres and not loaded.kernel.trainable
+    np.testing.assert_array_equal(loaded.kernel.numpy(), kernel)
+
+
+def test_learned_centres_stay_trainable_by_default():
+    layer = ArcMarginLayer(4)
+    layer.build((None, 8))
+    assert layer.kernel.trainable and not layer.fixed_centres
