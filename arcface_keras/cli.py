@@ -25,7 +25,8 @@ def add_training_arguments(parser, losses=True, **default_overrides):
     add("--margin", type=float, default=defaults.margin)
     add("--sub-centers", type=int, default=defaults.sub_centers)
     add("--fixed-centres", action=argparse.BooleanOptionalAction, default=defaults.fixed_centres,
-        help="margin heads: fixed orthogonal class centres (rules out centre collapse)")
+        help="margin heads: fixed orthogonal class centres, which rule out centre collapse "
+             "(default: fixed where latent-dim ≥ classes × sub-centers, else learned)")
     add("--easy-margin", action="store_true", default=defaults.easy_margin,
         help="apply the margin only where cos θ_y > 0")
     add("--margin-warmup-epochs", type=float, default=defaults.margin_warmup_epochs)

@@ -40,7 +40,9 @@ class TrainConfig:
     scale: float | None = 16.0
     margin: float | None = None  # None: models.RECIPE_MARGINS[loss]
     sub_centers: int = 1
-    fixed_centres: bool = False  # margin heads: orthogonal class centres, not trained
+    # Margin heads: fixed orthogonal class centres rule out centre collapse (README).
+    # "auto": fixed where latent_dim ≥ classes × sub_centers (orthogonal centres exist), else learned.
+    fixed_centres: bool | str = "auto"
     easy_margin: bool = False
     margin_warmup_epochs: float = 1.0
     optimizer: str = "sgd"
@@ -75,6 +77,7 @@ class TrainConfig:
             ("lr", self.lr > 0, "positive"),
             ("weight_decay", self.weight_decay >= 0, "≥ 0"),
             ("margin_warmup_epochs", self.margin_warmup_epochs >= 0, "≥ 0"),
+            ("fixed_centres", self.fixed_centres in (True, False, "auto"), "True, False or 'auto'"),
             ("lr_warmup_epochs", self.lr_warmup_epochs >= 0, "≥ 0"),
         ]
         for name, ok, expected in checks:
@@ -117,7 +120,7 @@ def train(config):
                 scale=config.scale,
                 margin=margin,
                 sub_centers=config.sub_centers,
-                fixed_centres=config.fixed_centres,
+                fixed_centres=resolve_fixed_centres(config, splits.num_classes),
                 easy_margin=config.easy_margin,
                 backbone_options=config.backbone_options,
             )
@@ -171,6 +174,13 @@ def train(config):
         return report.evaluate_run(folder, train_model, splits, config.batch_size, extra=extra, inference=inference)
     finally:
         keras.mixed_precision.set_dtype_policy(previous_policy)
+
+
+def resolve_fixed_centres(config, num_classes):
+    """`config.fixed_centres` with "auto" decided: fixed when orthogonal centres fit."""
+    if config.fixed_centres == "auto":
+        return config.latent_dim >= num_classes * config.sub_centers
+    return bool(config.fixed_centres)
 
 
 @dataclasses.dataclass

@@ -112,7 +112,7 @@ def test_convergence_study_runs_end_to_end(tmp_path):
     result = run_script("convergence.py", *TINY_STUDY, "--only", "0", "4", "--folder", str(tmp_path))
     assert result.returncode == 0, result.stderr[-3000:]
     summary = json.loads((tmp_path / "convergence.json").read_text())
-    assert [r["variant"] for r in summary["rows"]][1] == "recipe"
+    assert [r["variant"] for r in summary["rows"]][1] == "recipe, learned centres"
     assert all(-1.0 <= r["centre_cosine"]["mean"] <= r["centre_cosine"]["max"] <= 1.0 for r in summary["rows"])
     assert (tmp_path / "variant00").is_dir() and (tmp_path / "variant04").is_dir()
 

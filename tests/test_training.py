@@ -135,7 +135,8 @@ def test_mixed_precision_run_keeps_float32_head(synthetic, tmp_path):
 
 @pytest.mark.parametrize(
     "field, value",
-    [("loss", "hinge"), ("precision", "fp8"), ("epochs", 0), ("batch_size", -1), ("lr", 0.0), ("strategy", "tpu")],
+    [("loss", "hinge"), ("precision", "fp8"), ("epochs", 0), ("batch_size", -1), ("lr", 0.0), ("strategy", "tpu"),
+     ("fixed_centres", "yes")],
 )
 def test_bad_config_names_the_field(field, value):
     with pytest.raises(ValueError, match=f"{field}={value!r}"):
