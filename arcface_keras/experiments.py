@@ -22,16 +22,29 @@ SUMMARY_KEYS = ("test_accuracy", "macro_precision", "macro_recall", "macro_f1", 
 # Fields added to TrainConfig after runs were made, with the value that
 # reproduces those runs, so finished runs are still recognised.
 FIELDS_ADDED_LATER = {"fixed_centres": False, "easy_margin": False}
+# Fields a loss never reads: a change in them must not retrain a finished run.
+_MARGIN_HEAD_FIELDS = ("scale", "sub_centers", "fixed_centres", "easy_margin", "margin_warmup_epochs", "per_class_margins")
+UNUSED_FIELDS = {"softmax": _MARGIN_HEAD_FIELDS + ("margin",), "triplet": _MARGIN_HEAD_FIELDS}
+
+
+def _relevant(config_dict):
+    """The config without the fields its loss ignores."""
+    unused = UNUSED_FIELDS.get(config_dict.get("loss"), ())
+    return {key: value for key, value in config_dict.items() if key not in unused}
 
 
 def run_once(config):
-    """Train `config` unless its run folder already holds a finished run."""
+    """Train `config` unless its run folder already holds a finished run of it.
+
+    A stored run counts as `config` when every field its loss reads is equal
+    (a softmax run is reused when only the margin head's settings changed).
+    """
     path = os.path.join(config.run_folder, "metrics.json")
     if os.path.exists(path):
         with open(path) as file:
             metrics = json.load(file)
         stored = {**FIELDS_ADDED_LATER, **metrics.get("config", {})}
-        if stored == dataclasses.asdict(config):
+        if _relevant(stored) == _relevant(dataclasses.asdict(config)):
             return metrics
     return train(config)
 
@@ -223,15 +236,19 @@ def convergence(base, folder, variants=None):
         rows.append({"variant": name, "overrides": overrides, "test_accuracy": metrics["test_accuracy"],
                      "train_accuracy_with_margin": float(history.get("accuracy", "nan")),
                      "final_train_loss": float(history["loss"]),
-                     "centre_cosine": _centre_cosines(config.run_folder)})
+                     "centre_cosine": _centre_cosines(config.run_folder, metrics)})
     summary = {"dataset": metrics["dataset"], "epochs": base.epochs, "train_images": metrics["train_images"], "rows": rows}
     write_json_atomic(os.path.join(folder, "convergence.json"), summary)
     write_text_atomic(os.path.join(folder, "convergence.md"), convergence_markdown(summary))
     return summary
 
 
-def _centre_cosines(folder):
-    """Class-centre cosines of the run's saved model (how far the centres collapsed)."""
+def _centre_cosines(folder, metrics=None):
+    """Class-centre cosines of a run (how far the centres collapsed): from its
+    ``metrics.json``, or from its saved model for runs made before they were
+    recorded there."""
+    if metrics and "centre_cosine" in metrics:
+        return metrics["centre_cosine"]
     import keras
 
     model = keras.models.load_model(os.path.join(folder, "model.keras"), compile=False)

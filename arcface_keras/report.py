@@ -47,6 +47,7 @@ def evaluate_run(folder, train_model, splits, batch_size=100, extra=None, infere
         splits.y_test, np.asarray(outputs["probabilities"]), np.asarray(outputs["embedding"]),
         centres, sub_centers, splits.num_classes,
     )
+    metrics["centre_cosine"] = evaluation.centre_cosines(centres)
     metrics.update(extra or {})
     name = f"{splits.name} / {metrics.get('loss', train_model.name)}"
     plots.embeddings(os.path.join(folder, FIGURES["embeddings"]), outputs["embedding"], splits.y_test,
@@ -84,6 +85,9 @@ def render(metrics, name):
         ("EER", metrics["eer"]),
         ("TAR @ FAR 1e-3", metrics["tar_at_far_1e-3"]),
     ]
+    if "centre_cosine" in metrics:
+        rows += [("centre cosine, mean (1 = collapsed)", metrics["centre_cosine"]["mean"]),
+                 ("centre cosine, max", metrics["centre_cosine"]["max"])]
     lines += [f"| {label} | {value:.4f} |" for label, value in rows]
     lines += ["", "| angle (degrees) | value |", "| --- | --- |"]
     lines += [f"| {key.replace('_', ' ')} | {value:.2f} |" for key, value in angles.items()]

@@ -24,7 +24,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from arcface_keras import models  # noqa: E402
+from arcface_keras import backbones, models  # noqa: E402
 from arcface_keras.io import write_json_atomic, write_text_atomic  # noqa: E402
 
 SETTINGS = {
@@ -58,7 +58,7 @@ def build_step(setting, backbone, image_shape, batch_size, num_classes=10):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--backbone", default="resnet", choices=("network", "resnet"))
+    parser.add_argument("--backbone", default="resnet", choices=backbones.BACKBONES)
     parser.add_argument("--image-shape", type=int, nargs=3, default=[32, 32, 3])
     parser.add_argument("--batch-size", type=int, default=100)
     parser.add_argument("--rounds", type=int, default=5, help="timed rounds per setting")

@@ -25,6 +25,32 @@ def test_run_once_reuses_a_finished_run_and_retrains_a_changed_one(tmp_path, mon
     assert experiments.run_once(changed)["test_accuracy"] == 0.9 and calls == [changed]
 
 
+def test_run_once_ignores_fields_the_loss_never_reads(tmp_path, monkeypatch):
+    calls = []
+    monkeypatch.setattr(experiments, "train", lambda config: calls.append(config) or {"test_accuracy": 0.9})
+    softmax = TrainConfig(loss="softmax", output=str(tmp_path / "run"))
+    _finished_run(tmp_path, dataclasses.asdict(softmax))
+    margin_only = dataclasses.replace(softmax, scale=30.0, margin=0.5, fixed_centres=False, margin_warmup_epochs=0)
+    assert experiments.run_once(margin_only)["test_accuracy"] == 0.5 and calls == []
+    # A field softmax does read still retrains it.
+    assert experiments.run_once(dataclasses.replace(softmax, lr=0.2))["test_accuracy"] == 0.9 and len(calls) == 1
+
+
+def test_run_once_keeps_the_triplet_margin(tmp_path, monkeypatch):
+    calls = []
+    monkeypatch.setattr(experiments, "train", lambda config: calls.append(config) or {"test_accuracy": 0.9})
+    triplet = TrainConfig(loss="triplet", margin=0.2, output=str(tmp_path / "run"))
+    _finished_run(tmp_path, dataclasses.asdict(triplet))
+    assert experiments.run_once(dataclasses.replace(triplet, scale=64.0))["test_accuracy"] == 0.5 and calls == []
+    assert experiments.run_once(dataclasses.replace(triplet, margin=0.5))["test_accuracy"] == 0.9 and len(calls) == 1
+
+
+def test_centre_cosines_come_from_metrics_when_recorded(tmp_path):
+    recorded = {"mean": 0.25, "max": 0.5}
+    # No model.keras in the folder: reading it would fail, so the recorded value must be used.
+    assert experiments._centre_cosines(str(tmp_path), {"centre_cosine": recorded}) == recorded
+
+
 def test_auto_fixes_centres_only_where_orthogonal_centres_exist():
     assert resolve_fixed_centres(TrainConfig(latent_dim=128), 10)
     assert not resolve_fixed_centres(TrainConfig(latent_dim=3), 10)

@@ -50,6 +50,16 @@ def test_short_run_learns_and_writes_the_run_folder(loss, synthetic, tmp_path):
         assert (folder / name).exists(), name
     assert json.loads((folder / "metrics.json").read_text())["test_accuracy"] == metrics["test_accuracy"]
     assert not (folder / "backup").exists()  # removed after a finished run
+    cosines = metrics["centre_cosine"]
+    assert -1.0 <= cosines["mean"] <= cosines["max"] <= 1.0
+
+
+def test_fastnet_backbone_learns(synthetic, tmp_path):
+    options = {**TINY, "backbone_options": {"widths": (8, 16, 16), "stem": 4}}
+    metrics = train(TrainConfig(data=synthetic, backbone="fastnet", epochs=6, batch_size=20, lr=0.05,
+                                output=str(tmp_path / "run"), **options))
+    assert metrics["test_accuracy"] >= 0.95, metrics["test_accuracy"]
+    assert abs(metrics["centre_cosine"]["mean"]) < 1e-3  # auto → fixed orthogonal centres
 
 
 def test_keras_file_and_saved_model_reload_to_the_same_outputs(synthetic, tmp_path, rng):
