@@ -29,6 +29,8 @@ def add_training_arguments(parser, losses=True, **default_overrides):
              "(default: fixed where latent-dim ≥ classes × sub-centers, else learned)")
     add("--easy-margin", action="store_true", default=defaults.easy_margin,
         help="apply the margin only where cos θ_y > 0")
+    add("--flip-test", action="store_true", default=defaults.flip_test,
+        help="validate, test and export with the flip test (embeddings of image and mirror image averaged)")
     add("--margin-warmup-epochs", type=float, default=defaults.margin_warmup_epochs)
     add("--optimizer", default=defaults.optimizer, choices=training.OPTIMIZERS)
     add("--lr", type=float, default=defaults.lr)

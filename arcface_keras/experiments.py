@@ -21,7 +21,7 @@ SUMMARY_KEYS = ("test_accuracy", "macro_precision", "macro_recall", "macro_f1", 
 
 # Fields added to TrainConfig after runs were made, with the value that
 # reproduces those runs, so finished runs are still recognised.
-FIELDS_ADDED_LATER = {"fixed_centres": False, "easy_margin": False}
+FIELDS_ADDED_LATER = {"fixed_centres": False, "easy_margin": False, "flip_test": False}
 # Fields a loss never reads: a change in them must not retrain a finished run.
 _MARGIN_HEAD_FIELDS = ("scale", "sub_centers", "fixed_centres", "easy_margin", "margin_warmup_epochs", "per_class_margins")
 UNUSED_FIELDS = {"softmax": _MARGIN_HEAD_FIELDS + ("margin",), "triplet": _MARGIN_HEAD_FIELDS}

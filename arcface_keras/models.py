@@ -82,11 +82,29 @@ def build_models(
     return train_model, inference_model(train_model)
 
 
-def inference_model(train_model):
-    """The label-free model of a training model: images → embedding, probabilities."""
+@keras.saving.register_keras_serializable(package="arcface_keras")
+class HorizontalFlip(layers.Layer):
+    """Mirror (B, H, W, C) images left to right, always (for the flip test)."""
+
+    def call(self, images):
+        return keras.ops.flip(images, axis=2)
+
+
+def inference_model(train_model, flip_test=False):
+    """The label-free model of a training model: images → embedding, probabilities.
+
+    Args:
+        train_model: a model from `build_models`.
+        flip_test: average the backbone's embedding of each image with that of
+            its mirror image before the head, as in the ArcFace paper's
+            evaluation. Costs two backbone passes. Defaults to `False`.
+    """
     images = train_model.inputs[0]
-    normalized = train_model.get_layer("normalize")(images)
-    embeddings = train_model.get_layer("backbone")(normalized)
+    normalize, backbone = train_model.get_layer("normalize"), train_model.get_layer("backbone")
+    embeddings = backbone(normalize(images))
+    if flip_test:
+        mirrored = backbone(normalize(HorizontalFlip(name="flip")(images)))
+        embeddings = layers.Average(name="flip_average")([embeddings, mirrored])
     logits = train_model.get_layer("head")(embeddings)
     outputs = {
         "embedding": layers.UnitNormalization(dtype="float32", name="embedding")(embeddings),

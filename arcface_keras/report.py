@@ -101,8 +101,13 @@ def render(metrics, name):
     return "\n".join(lines)
 
 
-def evaluate_folder(folder):
-    """Recompute the evaluation of a saved run folder from its files."""
+def evaluate_folder(folder, flip_test=False):
+    """Recompute the evaluation of a saved run folder from its files.
+
+    With `flip_test` the model averages each test image's embedding with its
+    mirror image's; that evaluation goes to ``<folder>/flip_test/`` and leaves
+    the run's own numbers untouched.
+    """
     metrics_path = os.path.join(folder, "metrics.json")
     model_path = os.path.join(folder, "model.keras")
     for path in (metrics_path, model_path):
@@ -117,4 +122,10 @@ def evaluate_folder(folder):
     keep = {k: previous[k] for k in ("dataset", "loss", "epochs", "train_seconds", "seconds_per_epoch", "train_images",
                                      "images_per_second", "precision_policy", "val_accuracy", "train_class_counts",
                                      "config") if k in previous}
+    if flip_test:
+        target = os.path.join(folder, "flip_test")
+        os.makedirs(target, exist_ok=True)
+        keep["flip_test"] = True
+        inference = models.inference_model(train_model, flip_test=True)
+        return evaluate_run(target, train_model, splits, config["batch_size"], extra=keep, inference=inference)
     return evaluate_run(folder, train_model, splits, config["batch_size"], extra=keep)

@@ -44,6 +44,8 @@ class TrainConfig:
     # "auto": fixed where latent_dim ≥ classes × sub_centers (orthogonal centres exist), else learned.
     fixed_centres: bool | str = "auto"
     easy_margin: bool = False
+    # Evaluate and export with the flip test (embedding of image and mirror averaged).
+    flip_test: bool = False
     margin_warmup_epochs: float = 1.0
     optimizer: str = "sgd"
     lr: float = 0.05
@@ -79,6 +81,7 @@ class TrainConfig:
             ("margin_warmup_epochs", self.margin_warmup_epochs >= 0, "≥ 0"),
             ("fixed_centres", self.fixed_centres in (True, False, "auto"), "True, False or 'auto'"),
             ("lr_warmup_epochs", self.lr_warmup_epochs >= 0, "≥ 0"),
+            ("flip_test", isinstance(self.flip_test, bool), "True or False"),
         ]
         for name, ok, expected in checks:
             if not ok:
@@ -124,6 +127,8 @@ def train(config):
                 easy_margin=config.easy_margin,
                 backbone_options=config.backbone_options,
             )
+            if config.flip_test:
+                inference = models.inference_model(train_model, flip_test=True)
             plan = _fit_plan(config, splits, train_model)
             plan.model.compile(
                 optimizer=make_optimizer(config, plan.steps_per_epoch),

@@ -58,6 +58,12 @@ def test_evaluate_recomputes_a_saved_run(tmp_path):
     assert "MAP@R" in report
     for figure in ("embeddings.png", "confusion_matrix.png", "target_angles.png", "roc.png", "training_curves.png"):
         assert figure in report and (folder / figure).stat().st_size > 0
+    # The flip test goes to its own folder and leaves the run's numbers alone.
+    result = run_script("evaluate.py", str(folder), "--flip-test")
+    assert result.returncode == 0, result.stderr[-3000:]
+    flipped = json.loads((folder / "flip_test" / "metrics.json").read_text())
+    assert flipped["flip_test"] is True and 0.0 <= flipped["test_accuracy"] <= 1.0
+    assert json.loads((folder / "metrics.json").read_text()) == after
 
 
 def test_evaluate_rejects_a_folder_that_is_no_run(tmp_path):

@@ -54,6 +54,20 @@ def test_short_run_learns_and_writes_the_run_folder(loss, synthetic, tmp_path):
     assert -1.0 <= cosines["mean"] <= cosines["max"] <= 1.0
 
 
+def test_flip_test_run_exports_a_mirror_invariant_model(synthetic, tmp_path, rng):
+    import tensorflow as tf
+
+    folder = tmp_path / "run"
+    metrics = train(TrainConfig(data=synthetic, epochs=2, batch_size=20, flip_test=True, output=str(folder), **TINY))
+    assert metrics["config"]["flip_test"] is True
+    serve = tf.saved_model.load(str(folder / "saved_model")).signatures["serving_default"]
+    images = rng.integers(0, 256, size=(5, 12, 12, 1)).astype("float32")
+    out, mirrored = serve(images=tf.constant(images)), serve(images=tf.constant(images[:, :, ::-1, :].copy()))
+    np.testing.assert_allclose(out["probabilities"].numpy(), mirrored["probabilities"].numpy(), atol=1e-5)
+    with pytest.raises(ValueError, match="Received: flip_test='yes'"):
+        TrainConfig(flip_test="yes").validate()
+
+
 def test_fastnet_backbone_learns(synthetic, tmp_path):
     options = {**TINY, "backbone_options": {"widths": (8, 16, 16), "stem": 4}}
     metrics = train(TrainConfig(data=synthetic, backbone="fastnet", epochs=6, batch_size=20, lr=0.05,
