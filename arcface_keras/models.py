@@ -35,6 +35,7 @@ def build_models(
     fixed_centres=False,
     easy_margin=False,
     backbone_options=None,
+    flip_test=False,
 ):
     """Build ``(train_model, inference_model)`` sharing one set of weights.
 
@@ -56,6 +57,7 @@ def build_models(
             (orthogonal); see `AngularMarginLayer`. Defaults to `False`.
         easy_margin: the margin head's `easy_margin`. Defaults to `False`.
         backbone_options: extra keyword arguments of the backbone.
+        flip_test: the inference model uses the flip test (see `inference_model`).
     """
     if loss not in LOSSES:
         raise ValueError(f"`loss` must be one of {LOSSES}. Received: loss={loss!r}")
@@ -79,7 +81,7 @@ def build_models(
                                   easy_margin=easy_margin, name="head", **options)
         labels = keras.Input((), dtype="int32", name="label")
         train_model = keras.Model([images, labels], head([embeddings, labels]), name=loss)
-    return train_model, inference_model(train_model)
+    return train_model, inference_model(train_model, flip_test=flip_test)
 
 
 @keras.saving.register_keras_serializable(package="arcface_keras")

@@ -42,7 +42,7 @@ def evaluate_run(folder, train_model, splits, batch_size=100, extra=None, infere
     outputs = inference.predict(splits.x_test.astype("float32"), batch_size=batch_size, verbose=0)
     head = train_model.get_layer("head")
     sub_centers = getattr(head, "sub_centers", 1)
-    centres = keras.ops.convert_to_numpy(head.kernel)
+    centres = models.class_centres(train_model)
     metrics, arrays = evaluation.full_evaluation(
         splits.y_test, np.asarray(outputs["probabilities"]), np.asarray(outputs["embedding"]),
         centres, sub_centers, splits.num_classes,
@@ -123,9 +123,8 @@ def evaluate_folder(folder, flip_test=False):
                                      "images_per_second", "precision_policy", "val_accuracy", "train_class_counts",
                                      "config") if k in previous}
     if flip_test:
-        target = os.path.join(folder, "flip_test")
-        os.makedirs(target, exist_ok=True)
+        folder = os.path.join(folder, "flip_test")
+        os.makedirs(folder, exist_ok=True)
         keep["flip_test"] = True
-        inference = models.inference_model(train_model, flip_test=True)
-        return evaluate_run(target, train_model, splits, config["batch_size"], extra=keep, inference=inference)
-    return evaluate_run(folder, train_model, splits, config["batch_size"], extra=keep)
+    inference = models.inference_model(train_model, flip_test=flip_test or config.get("flip_test", False))
+    return evaluate_run(folder, train_model, splits, config["batch_size"], extra=keep, inference=inference)

@@ -126,9 +126,8 @@ def train(config):
                 fixed_centres=resolve_fixed_centres(config, splits.num_classes),
                 easy_margin=config.easy_margin,
                 backbone_options=config.backbone_options,
+                flip_test=config.flip_test,
             )
-            if config.flip_test:
-                inference = models.inference_model(train_model, flip_test=True)
             plan = _fit_plan(config, splits, train_model)
             plan.model.compile(
                 optimizer=make_optimizer(config, plan.steps_per_epoch),
