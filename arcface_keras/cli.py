@@ -37,7 +37,7 @@ def add_training_arguments(parser, losses=True, **default_overrides):
     add("--weight-decay", type=float, default=defaults.weight_decay)
     add("--lr-warmup-epochs", type=float, default=defaults.lr_warmup_epochs)
     add("--augment", default=defaults.augment, choices=training.AUGMENT_CHOICES,
-        help="auto: crop-flip for colour images, off for grayscale; shift: ±2-pixel random shifts")
+        help="auto: crop-flip for colour images, off for grayscale; crop-flip-cutout: crop-flip, then a 12×12 Cutout square; shift: ±2-pixel random shifts")
     add("--seed", type=int, default=defaults.seed)
     add("--precision", default=defaults.precision, choices=training.PRECISIONS)
     add("--jit-compile", action="store_true", help="compile the train step with XLA")

@@ -78,18 +78,20 @@ def compare(base, folder, losses=COMPARE_LOSSES, seeds=(0, 1, 2)):
     return summary
 
 
-def compare_markdown(summary):
-    lines = [
-        f"{summary['dataset']}, backbone {summary['backbone']}, {summary['epochs']} epochs, "
-        f"{summary['train_images']} training images, seeds {summary['seeds']}: mean ± std.",
-        "",
-        "| loss | test accuracy | macro precision | macro recall | macro F1 | MAP@R | s / epoch |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
-    ]
-    for loss, r in summary["results"].items():
-        cells = [f"{r[k]['mean']:.4f} ± {r[k]['std']:.4f}" for k in SUMMARY_KEYS[:-1]]
-        lines.append(f"| {loss} | " + " | ".join(cells) + f" | {r['seconds_per_epoch']['mean']:.1f} |")
+def markdown_table(caption, header, rows):
+    """A caption, a blank line and a Markdown table with `header` over `rows` (lists of cell strings)."""
+    lines = [caption, "", "| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
     return "\n".join(lines) + "\n"
+
+
+def compare_markdown(summary):
+    caption = (f"{summary['dataset']}, backbone {summary['backbone']}, {summary['epochs']} epochs, "
+               f"{summary['train_images']} training images, seeds {summary['seeds']}: mean ± std.")
+    header = ["loss", "test accuracy", "macro precision", "macro recall", "macro F1", "MAP@R", "s / epoch"]
+    rows = [[loss, *(f"{r[k]['mean']:.4f} ± {r[k]['std']:.4f}" for k in SUMMARY_KEYS[:-1]),
+             f"{r['seconds_per_epoch']['mean']:.1f}"] for loss, r in summary["results"].items()]
+    return markdown_table(caption, header, rows)
 
 
 # -------------------------------------------------------------------- sweep --
@@ -124,19 +126,14 @@ def sweep(base, folder, scales=(8.0, 16.0, 32.0, 64.0), margins=(0.1, 0.2, 0.3, 
 
 
 def sweep_markdown(summary):
-    lines = [
-        f"Validation accuracy, {summary['dataset']}, {summary['loss']}, {summary['epochs']} epochs "
-        "(rows: scale s, columns: margin m).",
-        "",
-        "| s \\ m | " + " | ".join(f"{m:g}" for m in summary["margins"]) + " |",
-        "| --- |" + " --- |" * len(summary["margins"]),
-    ]
-    for scale, row in zip(summary["scales"], summary["val_accuracy"]):
-        lines.append(f"| {scale:g} | " + " | ".join(f"{v:.4f}" for v in row) + " |")
+    caption = (f"Validation accuracy, {summary['dataset']}, {summary['loss']}, {summary['epochs']} epochs "
+               "(rows: scale s, columns: margin m).")
+    header = ["s \\ m", *(f"{m:g}" for m in summary["margins"])]
+    rows = [[f"{scale:g}", *(f"{v:.4f}" for v in row)] for scale, row in zip(summary["scales"], summary["val_accuracy"])]
     best = summary["best"]
-    lines += ["", f"Best cell s = {best['scale']:g}, m = {best['margin']:g}: validation {best['val_accuracy']:.4f}, "
-                  f"test {best['test_accuracy']:.4f} (macro F1 {best['macro_f1']:.4f}), evaluated once."]
-    return "\n".join(lines) + "\n"
+    return markdown_table(caption, header, rows) + (
+        f"\nBest cell s = {best['scale']:g}, m = {best['margin']:g}: validation {best['val_accuracy']:.4f}, "
+        f"test {best['test_accuracy']:.4f} (macro F1 {best['macro_f1']:.4f}), evaluated once.\n")
 
 
 # ---------------------------------------------------------------- imbalance --
@@ -180,17 +177,13 @@ def imbalance(base, folder, ratios=(10.0, 100.0), minority_share=0.3):
 
 
 def imbalance_markdown(summary):
-    lines = [
-        f"{summary['dataset']}, {summary['epochs']} epochs, balanced test set; minority = the "
-        f"{summary['minority_classes']} rarest classes.",
-        "",
-        "| ratio | method | test accuracy | macro F1 | majority recall | minority recall |",
-        "| --- | --- | --- | --- | --- | --- |",
-    ]
-    for r in summary["rows"]:
-        lines.append(f"| {r['ratio']:g} | {r['arm']} | {r['test_accuracy']:.4f} | {r['macro_f1']:.4f} | "
-                     f"{r['majority_recall']:.4f} | {r['minority_recall']:.4f} |")
-    return "\n".join(lines) + "\n"
+    caption = (f"{summary['dataset']}, {summary['epochs']} epochs, balanced test set; minority = the "
+               f"{summary['minority_classes']} rarest classes.")
+    header = ["ratio", "method", "test accuracy", "macro F1", "majority recall", "minority recall"]
+    rows = [[f"{r['ratio']:g}", r["arm"], *(f"{r[k]:.4f}" for k in
+                                              ("test_accuracy", "macro_f1", "majority_recall", "minority_recall"))]
+            for r in summary["rows"]]
+    return markdown_table(caption, header, rows)
 
 
 # -------------------------------------------------------------- convergence --
@@ -256,15 +249,12 @@ def _centre_cosines(folder, metrics=None):
 
 
 def convergence_markdown(summary):
-    lines = [
-        f"{summary['dataset']}, {summary['train_images']} training images, {summary['epochs']} epochs; test accuracy "
-        "in inference mode (batch-norm moving statistics), training accuracy with the margin applied; "
-        "centre cosine: mean / max cosine between distinct class centres of the trained head (1 = collapsed).",
-        "",
-        "| variant | test accuracy | train accuracy (margin, batch stats) | final train loss | centre cosine mean / max |",
-        "| --- | --- | --- | --- | --- |",
-    ]
-    for r in summary["rows"]:
-        lines.append(f"| {r['variant']} | {r['test_accuracy']:.4f} | {r['train_accuracy_with_margin']:.4f} | "
-                     f"{r['final_train_loss']:.3f} | {r['centre_cosine']['mean']:.2f} / {r['centre_cosine']['max']:.2f} |")
-    return "\n".join(lines) + "\n"
+    caption = (f"{summary['dataset']}, {summary['train_images']} training images, {summary['epochs']} epochs; test "
+               "accuracy in inference mode (batch-norm moving statistics), training accuracy with the margin applied; "
+               "centre cosine: mean / max cosine between distinct class centres of the trained head (1 = collapsed).")
+    header = ["variant", "test accuracy", "train accuracy (margin, batch stats)", "final train loss",
+              "centre cosine mean / max"]
+    rows = [[r["variant"], f"{r['test_accuracy']:.4f}", f"{r['train_accuracy_with_margin']:.4f}",
+             f"{r['final_train_loss']:.3f}", f"{r['centre_cosine']['mean']:.2f} / {r['centre_cosine']['max']:.2f}"]
+            for r in summary["rows"]]
+    return markdown_table(caption, header, rows)

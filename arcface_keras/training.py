@@ -52,7 +52,7 @@ class TrainConfig:
     momentum: float = 0.9
     weight_decay: float = 5e-4
     lr_warmup_epochs: float = 1.0
-    augment: str = "auto"  # auto: crop-flip for colour images, none for grayscale; or crop-flip, shift, off
+    augment: str = "auto"  # auto: crop-flip for colour images, none for grayscale; or crop-flip, crop-flip-cutout, shift, off
     seed: int = 0
     precision: str = "auto"
     jit_compile: bool = False

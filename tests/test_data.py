@@ -248,3 +248,34 @@ def test_shift_augmentation_moves_without_flipping(rng):
     assert len(offsets) > 5
     with pytest.raises(DataError, match="augment"):
         data.augmentation("rotate")
+
+
+def test_cutout_fills_one_clipped_square_with_the_image_mean(rng):
+    images = rng.integers(1, 256, size=(200, 32, 32, 3), dtype=np.uint8)
+    sizes = []
+    for image in images:
+        out = data.cut_out(image, data.CUTOUT_SIZE).numpy()
+        changed = np.any(out != image, axis=-1)
+        rows, cols = np.flatnonzero(changed.any(axis=1)), np.flatnonzero(changed.any(axis=0))
+        assert changed.sum() == len(rows) * len(cols)  # one axis-aligned rectangle
+        assert np.all(np.diff(rows) == 1) and np.all(np.diff(cols) == 1)
+        assert len(rows) <= data.CUTOUT_SIZE and len(cols) <= data.CUTOUT_SIZE
+        mean = image.reshape(-1, 3).mean(axis=0).astype(np.uint8)
+        np.testing.assert_array_equal(out[changed], np.broadcast_to(mean, (changed.sum(), 3)))
+        np.testing.assert_array_equal(out[~changed], image[~changed])
+        sizes.append((len(rows), len(cols)))
+    assert (data.CUTOUT_SIZE, data.CUTOUT_SIZE) in sizes  # unclipped squares occur
+    assert any(r < data.CUTOUT_SIZE for r, _ in sizes)  # and squares clipped at the border
+
+
+def test_crop_flip_cutout_pipeline_masks_each_augmented_image(rng):
+    images = rng.integers(1, 256, size=(64, 32, 32, 3), dtype=np.uint8)
+    dataset = data.make_dataset(images, np.arange(64), batch_size=64, training=True, augment="crop-flip-cutout",
+                                seed=0, labels_as_input=False)
+    batch, order = next(iter(dataset))
+    for augmented, index in zip(batch.numpy(), order.numpy()):
+        padded = np.pad(images[index].astype("float32"), ((4, 4), (4, 4), (0, 0)))
+        candidates = [padded[dy : dy + 32, dx : dx + 32] for dy in range(9) for dx in range(9)]
+        candidates += [c[:, ::-1] for c in candidates]
+        # Some crop/flip agrees with the output everywhere except a square of at most 12×12 pixels.
+        assert min(np.any(augmented != c, axis=-1).sum() for c in candidates) <= data.CUTOUT_SIZE ** 2
