@@ -6,6 +6,7 @@ import json
 import sys
 
 from arcface_keras import backbones, models, training
+from arcface_keras import data as data_lib
 from arcface_keras.data import DataError
 
 
@@ -37,7 +38,7 @@ def add_training_arguments(parser, losses=True, **default_overrides):
     add("--weight-decay", type=float, default=defaults.weight_decay)
     add("--lr-warmup-epochs", type=float, default=defaults.lr_warmup_epochs)
     add("--augment", default=defaults.augment, choices=training.AUGMENT_CHOICES,
-        help="auto: crop-flip for colour images, off for grayscale; crop-flip-cutout: crop-flip, then a 12×12 Cutout square; shift: ±2-pixel random shifts")
+        help=f"auto: crop-flip for colour images, off for grayscale; crop-flip-cutout: crop-flip, then a {data_lib.CUTOUT_SIZE}×{data_lib.CUTOUT_SIZE} Cutout square; shift: ±2-pixel random shifts")
     add("--seed", type=int, default=defaults.seed)
     add("--precision", default=defaults.precision, choices=training.PRECISIONS)
     add("--jit-compile", action="store_true", help="compile the train step with XLA")
