@@ -344,8 +344,8 @@ def make_dataset(images, labels, batch_size=100, training=False, augment=None, s
     Training pipelines are shuffled anew each epoch; `augment` is `None`,
     ``"crop-flip"`` (random crop after 4-pixel zero padding and a random
     horizontal flip: the CIFAR recipe), ``"crop-flip-cutout"`` (the same, then
-    a 12×12 square at a random centre, clipped at the border, filled with the
-    image's mean colour: Cutout, DeVries & Taylor 2017) or ``"shift"`` (random crop after
+    a `CUTOUT_SIZE`-pixel square at a random centre, clipped at the border,
+    filled with the image's mean colour: Cutout, DeVries & Taylor 2017) or ``"shift"`` (random crop after
     2-pixel padding, no flip: for digits, whose mirror images are not digits). Elements are ``((images, labels), labels)`` when
     `labels_as_input` (margin heads read the labels), else
     ``(images, labels)``. The arrays already sit in memory, so no cache.
