@@ -7,7 +7,6 @@ import sys
 
 from arcface_keras import backbones, models, training
 from arcface_keras import data as data_lib
-from arcface_keras.data import DataError
 
 
 def add_training_arguments(parser, losses=True, **default_overrides):
@@ -65,7 +64,7 @@ def run_or_explain(function, *args, **kwargs):
     """Run `function`; bad input ends the program with one line, not a traceback."""
     try:
         return function(*args, **kwargs)
-    except (DataError, ValueError, FileNotFoundError) as error:
+    except (data_lib.DataError, ValueError, FileNotFoundError) as error:
         message = str(error).strip().splitlines()
         print(f"error: {' '.join(line.strip() for line in message if line.strip())}", file=sys.stderr)
         sys.exit(2)
