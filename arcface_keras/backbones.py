@@ -19,7 +19,15 @@ def build(name, input_shape, latent_dim=128, **options):
         raise ValueError(f"`backbone` must be one of {BACKBONES}. Received: backbone={name!r}")
     if not isinstance(latent_dim, int) or latent_dim < 2:
         raise ValueError(f"`latent_dim` must be an integer ≥ 2. Received: latent_dim={latent_dim!r}")
-    return {"network": network, "resnet": resnet, "fastnet": fastnet}[name](input_shape, latent_dim, **options)
+    return _BUILDERS[name](input_shape, latent_dim, **options)
+
+
+def option_names(name):
+    """The keyword options the backbone called `name` takes (beyond shape and size)."""
+    import inspect
+
+    parameters = inspect.signature(_BUILDERS[name]).parameters
+    return tuple(p for p in parameters if p not in ("input_shape", "latent_dim"))
 
 
 def _embedding(features, latent_dim, momentum, embedding_bn):
@@ -125,3 +133,6 @@ def fastnet(input_shape, latent_dim=128, widths=(32, 128, 256), stem=24, bn_mome
         x = _conv_bn_relu(x, filters, f"block{block}_b", momentum=bn_momentum)
     x = layers.GlobalMaxPooling2D(name="pool")(x)
     return keras.Model(images, _embedding(x, latent_dim, bn_momentum, embedding_bn), name="backbone")
+
+
+_BUILDERS = {"network": network, "resnet": resnet, "fastnet": fastnet}

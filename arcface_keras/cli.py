@@ -1,55 +1,113 @@
-"""Command-line plumbing shared by the scripts: flags → TrainConfig, errors → one line."""
+"""Command-line plumbing shared by the scripts: flags → TrainConfig, errors → one line.
+
+Every `TrainConfig` field is a flag (``--field-name``); a script that sets a
+field itself (a study sets the loss, the seed, …) does not accept its flag,
+so no accepted flag is ignored.
+"""
 
 import argparse
 import dataclasses
 import json
+import math
 import sys
 
 from arcface_keras import backbones, models, training
 from arcface_keras import data as data_lib
+from arcface_keras.errors import TrainingDiverged, UserInputError
 
 
-def add_training_arguments(parser, losses=True, **default_overrides):
-    """The flags of `TrainConfig` (defaults from the dataclass, or as overridden)."""
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse, with a usage error as one line on stderr (exit status 2)."""
+
+    def error(self, message):
+        self.exit(2, f"error: {message} (see --help)\n")
+
+
+def _boolean(parser, flag, default, help_text):
+    parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=default, help=help_text)
+
+
+def add_training_arguments(parser, exclude=(), **default_overrides):
+    """The flags of `TrainConfig` (defaults from the dataclass, or as
+    overridden), except the fields in `exclude`, which the caller sets."""
     defaults = dataclasses.replace(training.TrainConfig(), **default_overrides)
-    add = parser.add_argument
-    add("--dataset", default=defaults.dataset, help="digits (embedded), or a tensorflow-datasets name: mnist, cifar10, fashion_mnist, ...")
-    add("--data", default=None, help="local data: a Keras-layout .npz, an MNIST idx folder or CIFAR-10 batches")
-    if losses:
-        add("--loss", default=defaults.loss, choices=models.LOSSES)
-    add("--backbone", default=defaults.backbone, choices=backbones.BACKBONES)
-    add("--epochs", type=int, default=defaults.epochs)
-    add("--batch-size", type=int, default=defaults.batch_size)
-    add("--latent-dim", type=int, default=defaults.latent_dim)
-    add("--scale", type=_scale, default=defaults.scale, help="float or 'auto' (AdaCos √2·ln(C−1))")
-    add("--margin", type=float, default=defaults.margin)
-    add("--sub-centers", type=int, default=defaults.sub_centers)
-    add("--fixed-centres", action=argparse.BooleanOptionalAction, default=defaults.fixed_centres,
-        help="margin heads: fixed orthogonal class centres, which rule out centre collapse "
-             "(default: fixed where latent-dim ≥ classes × sub-centers, else learned)")
-    add("--easy-margin", action="store_true", default=defaults.easy_margin,
-        help="apply the margin only where cos θ_y > 0")
-    add("--flip-test", action="store_true", default=defaults.flip_test,
-        help="validate, test and export with the flip test (embeddings of image and mirror image averaged)")
-    add("--margin-warmup-epochs", type=float, default=defaults.margin_warmup_epochs)
-    add("--optimizer", default=defaults.optimizer, choices=training.OPTIMIZERS)
-    add("--lr", type=float, default=defaults.lr)
-    add("--weight-decay", type=float, default=defaults.weight_decay)
-    add("--lr-warmup-epochs", type=float, default=defaults.lr_warmup_epochs)
-    add("--augment", default=defaults.augment, choices=training.AUGMENT_CHOICES,
-        help=f"auto: crop-flip for colour images, off for grayscale; crop-flip-cutout: crop-flip, then a {data_lib.CUTOUT_SIZE}×{data_lib.CUTOUT_SIZE} Cutout square; shift: ±2-pixel random shifts")
-    add("--seed", type=int, default=defaults.seed)
-    add("--precision", default=defaults.precision, choices=training.PRECISIONS)
-    add("--jit-compile", action="store_true", help="compile the train step with XLA")
-    add("--strategy", default=defaults.strategy, choices=training.STRATEGIES)
-    add("--train-samples", type=int, default=defaults.train_samples, help="a stratified subset of the training split")
-    add("--backbone-options", type=json.loads, default={}, help='JSON, e.g. \'{"depth": 20, "width": 16}\'')
-    add("--output", default=None, help="run folder (default saved_models/<dataset>-<loss>)")
-    add("--verbose", type=int, default=defaults.verbose, choices=(0, 1, 2))
+    flags = {
+        "dataset": dict(help="digits (embedded), or a tensorflow-datasets name: mnist, cifar10, fashion_mnist, ..."),
+        "data": dict(help="local data: a Keras-layout .npz, an MNIST idx folder or CIFAR-10 batches"),
+        "loss": dict(choices=models.LOSSES),
+        "backbone": dict(choices=backbones.BACKBONES),
+        "epochs": dict(type=int),
+        "batch_size": dict(type=int),
+        "latent_dim": dict(type=int, help="embedding size"),
+        "scale": dict(type=_scale, help="float or 'auto' (AdaCos √2·ln(C−1))"),
+        "margin": dict(type=float, help="default: the recipe's margin of the loss"),
+        "sub_centers": dict(type=int),
+        "fixed_centres": "boolean:margin heads: fixed orthogonal class centres, which rule out centre collapse "
+                         "(default: fixed where latent-dim ≥ classes × sub-centers, else learned)",
+        "easy_margin": "boolean:apply the margin only where cos θ_y > 0",
+        "flip_test": "boolean:validate, test and export with the flip test (embeddings of image and mirror image averaged)",
+        "margin_warmup_epochs": dict(type=float),
+        "optimizer": dict(choices=training.OPTIMIZERS),
+        "lr": dict(type=float, help="peak learning rate (default: 0.05 for sgd, 0.001 for adam)"),
+        "momentum": dict(type=float, help="SGD (Nesterov) momentum"),
+        "weight_decay": dict(type=float, help="decoupled: each step w ← w − lr·weight_decay·w"),
+        "decay_batch_norm": "boolean:also decay batch-norm γ and β",
+        "lr_warmup_epochs": dict(type=float),
+        "augment": dict(choices=training.AUGMENT_CHOICES,
+                        help=f"auto: crop-flip for colour images, off for grayscale; crop-flip-cutout: crop-flip, "
+                             f"then a {data_lib.CUTOUT_SIZE}×{data_lib.CUTOUT_SIZE} Cutout square; shift: ±2-pixel "
+                             "random shifts"),
+        "seed": dict(type=int),
+        "deterministic": "boolean:deterministic TensorFlow ops: the same command gives bit-identical results (slower)",
+        "precision": dict(choices=training.PRECISIONS),
+        "jit_compile": "boolean:compile the train step with XLA",
+        "strategy": dict(choices=training.STRATEGIES),
+        "train_samples": dict(type=int, help="a stratified subset of the training split"),
+        "imbalance_ratio": dict(type=float, help="cut the training split to a long tail with this largest/smallest class ratio"),
+        "per_class_margins": "boolean:margins ∝ n_c^(-1/4) from the training class counts (arcface, cosface)",
+        "evaluate_test": "boolean:evaluate on the test split and export (--no-evaluate-test: validation only)",
+        "validation_fraction": dict(type=float, help="share of the training split held out for validation"),
+        "backbone_options": dict(type=_json_object, help='JSON, e.g. \'{"depth": 20, "width": 16}\''),
+        "output": dict(help="run folder (default saved_models/<data name>-<loss>)"),
+        "overwrite": "boolean:replace a finished run in the run folder",
+        "verbose": dict(type=int, choices=(0, 1, 2)),
+    }
+    for field in dataclasses.fields(training.TrainConfig):
+        if field.name in exclude:
+            continue
+        flag = "--" + field.name.replace("_", "-")
+        default = getattr(defaults, field.name)
+        spec = flags[field.name]
+        if isinstance(spec, str):
+            _boolean(parser, flag, default, spec.split(":", 1)[1])
+        else:
+            parser.add_argument(flag, default=default, **spec)
 
 
 def _scale(text):
-    return text if text == "auto" else float(text)
+    if text == "auto":
+        return text
+    return _finite_float(text)
+
+
+def _finite_float(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number. Received: {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be finite. Received: {text!r}")
+    return value
+
+
+def _json_object(text):
+    try:
+        value = json.loads(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a JSON object such as '{{\"widths\": [8, 16]}}'. Received: {text!r}") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"must be a JSON object, not {type(value).__name__}. Received: {text!r}")
+    return value
 
 
 def config_from_args(args, config_class=training.TrainConfig, **overrides):
@@ -61,13 +119,22 @@ def config_from_args(args, config_class=training.TrainConfig, **overrides):
 
 
 def run_or_explain(function, *args, **kwargs):
-    """Run `function`; bad input ends the program with one line, not a traceback."""
+    """Run `function`; bad input (exit status 2) and a diverged run (1) end
+    the program with one line, not a traceback. Other errors are defects and
+    keep their traceback."""
     try:
         return function(*args, **kwargs)
-    except (data_lib.DataError, ValueError, FileNotFoundError) as error:
-        message = str(error).strip().splitlines()
-        print(f"error: {' '.join(line.strip() for line in message if line.strip())}", file=sys.stderr)
+    except UserInputError as error:
+        _one_line(error)
         sys.exit(2)
+    except TrainingDiverged as error:
+        _one_line(error)
+        sys.exit(1)
+
+
+def _one_line(error):
+    message = " ".join(line.strip() for line in str(error).strip().splitlines() if line.strip())
+    print(f"error: {message}", file=sys.stderr)
 
 
 def summary(metrics, folder):

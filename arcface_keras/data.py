@@ -19,7 +19,11 @@ import pickle
 import socket
 import struct
 
+import zlib
+
 import numpy as np
+
+from arcface_keras import errors
 
 # Per-channel statistics in [0, 1] units, as in the source report.
 KNOWN_STATISTICS = {
@@ -36,8 +40,7 @@ MNIST_IDX_FILES = {
 CIFAR_BATCHES = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
 
 
-class DataError(ValueError):
-    """A data set that cannot be loaded; the message says what to do."""
+DataError = errors.DataError  # a data set that cannot be loaded; the message says what to do
 
 
 @dataclasses.dataclass
@@ -83,17 +86,17 @@ def load(dataset="digits", data=None, validation_fraction=0.1, train_samples=Non
     Returns:
         A `DataSplits`.
     """
+    name = data_name(dataset, data)
     if data is not None:
         arrays = load_local(data)
-        name = dataset if dataset not in (None, "digits") else _name_from_path(data)
     elif dataset == "digits":
-        arrays, name = load_digits(), "digits"
+        arrays = load_digits()
     else:
-        arrays, name = load_tfds(dataset, data_dir=data_dir), dataset
+        arrays = load_tfds(dataset, data_dir=data_dir)
     x_train, y_train, x_test, y_test = _checked(arrays, source=data or dataset)
     if not 0 < validation_fraction < 1:
         raise DataError(f"validation_fraction must lie in (0, 1). Received: validation_fraction={validation_fraction}")
-    num_classes = int(max(y_train.max(), y_test.max())) + 1
+    num_classes = int(y_train.max()) + 1
     x_train, y_train, x_val, y_val = stratified_split(x_train, y_train, validation_fraction, seed)
     if train_samples is not None:
         if not 0 < train_samples <= len(y_train):
@@ -106,6 +109,16 @@ def load(dataset="digits", data=None, validation_fraction=0.1, train_samples=Non
     if mean is None or len(mean) != x_train.shape[-1]:
         mean, std = channel_statistics(x_train)
     return DataSplits(name, x_train, y_train, x_val, y_val, x_test, y_test, num_classes, tuple(mean), tuple(std))
+
+
+def data_name(dataset="digits", data=None):
+    """The name of the data `load` reads: `dataset`, unless `data` is given
+    with the default ``digits``, then the file or folder's name (``my.npz`` →
+    ``my``; a CIFAR-10 batch folder → ``cifar10``). Run folders and reports
+    are named from it."""
+    if data is None or dataset not in (None, "digits"):
+        return dataset
+    return _name_from_path(data)
 
 
 def long_tail_counts(class_sizes, ratio):
@@ -252,11 +265,13 @@ def _read_idx(path):
     try:
         with gzip.open(path, "rb") as file:
             raw = file.read()
-    except OSError as error:
-        raise DataError(f"{path!r} is not a gzip-compressed idx file: {error}") from None
+    except (OSError, EOFError, zlib.error) as error:
+        raise DataError(f"--data file {path!r} is not a complete gzip-compressed idx file: {error}") from None
     if len(raw) < 4 or raw[:2] != b"\x00\x00" or raw[2] != 0x08:
-        raise DataError(f"{path!r} is not an idx file of unsigned bytes (bad magic number).")
+        raise DataError(f"--data file {path!r} is not an idx file of unsigned bytes (bad magic number).")
     rank = raw[3]
+    if len(raw) < 4 + 4 * rank:
+        raise DataError(f"--data file {path!r} is truncated inside its idx header.")
     shape = struct.unpack(f">{rank}I", raw[4 : 4 + 4 * rank])
     data = np.frombuffer(raw, dtype="uint8", offset=4 + 4 * rank)
     if data.size != int(np.prod(shape)):
@@ -308,12 +323,19 @@ def _name_from_path(path):
 
 
 def _checked(arrays, source):
-    x_train, y_train, x_test, y_test = (np.asarray(a) for a in arrays)
+    """The four arrays as (N, H, W, C) uint8 images and int64 labels 0 … C − 1,
+    or a DataError that names what is wrong."""
+    try:
+        x_train, y_train, x_test, y_test = (np.asarray(a) for a in arrays)
+    except ValueError as error:  # ragged lists of images
+        raise DataError(f"{source}: images of different shapes cannot form one array ({error}).") from None
     for name, x in (("x_train", x_train), ("x_test", x_test)):
         if x.dtype != np.uint8:
             raise DataError(f"{source}: {name} must be uint8 images. Received dtype {x.dtype}.")
         if x.ndim not in (3, 4):
             raise DataError(f"{source}: {name} must have shape (N, H, W) or (N, H, W, C). Received {x.shape}.")
+        if len(x) == 0 or 0 in x.shape:
+            raise DataError(f"{source}: {name} holds no images. Received shape {x.shape}.")
     if x_train.ndim == 3:
         x_train = x_train[..., None]
     if x_test.ndim == 3:
@@ -322,15 +344,27 @@ def _checked(arrays, source):
         raise DataError(
             f"{source}: train and test images differ in shape: {x_train.shape[1:]} vs {x_test.shape[1:]}."
         )
+    if x_train.shape[-1] not in (1, 3):
+        raise DataError(f"{source}: images must have 1 or 3 channels. Received shape {x_train.shape[1:]}.")
     for name, y, x in (("y_train", y_train, x_train), ("y_test", y_test, x_test)):
         if not np.issubdtype(y.dtype, np.integer):
             raise DataError(f"{source}: {name} must hold integer class ids. Received dtype {y.dtype}.")
-        y = y.reshape(-1)
-        if len(y) != len(x):
-            raise DataError(f"{source}: {len(y)} labels in {name} for {len(x)} images.")
+        if y.size != len(x):
+            raise DataError(f"{source}: {y.size} labels in {name} for {len(x)} images.")
         if y.min() < 0:
             raise DataError(f"{source}: {name} has negative labels.")
-    return x_train, y_train.reshape(-1).astype("int64"), x_test, y_test.reshape(-1).astype("int64")
+    y_train, y_test = y_train.reshape(-1).astype("int64"), y_test.reshape(-1).astype("int64")
+    classes = np.unique(y_train)
+    if len(classes) < 2:
+        raise DataError(f"{source}: y_train holds {len(classes)} class; classification needs at least 2.")
+    if classes[-1] != len(classes) - 1:
+        missing = sorted(set(range(int(classes[-1]) + 1)) - set(classes.tolist()))
+        raise DataError(f"{source}: labels must be 0 … C − 1, each with training images; "
+                        f"y_train has no image of classes {missing[:10]}.")
+    unseen = np.setdiff1d(np.unique(y_test), classes)
+    if unseen.size:
+        raise DataError(f"{source}: y_test has classes that y_train lacks: {unseen[:10].tolist()}.")
+    return x_train, y_train, x_test, y_test
 
 
 # --------------------------------------------------------------- pipelines --

@@ -31,10 +31,12 @@ def classification_metrics(y_true, probabilities, num_classes=None):
     precision, recall, f1, support = sk.precision_recall_fscore_support(
         y_true, y_pred, labels=labels, zero_division=0
     )
+    result = {"test_accuracy": float(sk.accuracy_score(y_true, y_pred))}
     top_k = min(5, num_classes - 1)
+    if top_k >= 2:  # with two classes top-k is top-1 or trivially 1
+        result[f"top_{top_k}_accuracy"] = float(sk.top_k_accuracy_score(y_true, probabilities, k=top_k, labels=labels))
     return {
-        "test_accuracy": float(sk.accuracy_score(y_true, y_pred)),
-        f"top_{top_k}_accuracy": float(sk.top_k_accuracy_score(y_true, probabilities, k=top_k, labels=labels)),
+        **result,
         "macro_precision": float(precision.mean()),
         "macro_recall": float(recall.mean()),
         "macro_f1": float(f1.mean()),
@@ -150,18 +152,63 @@ def retrieval_metrics(embeddings, labels, chunk=1024):
 
 
 def sample_pairs(labels, max_pairs=100_000, seed=0):
-    """Up to `max_pairs` same-class and as many different-class index pairs."""
+    """Up to `max_pairs` distinct same-class pairs and as many different-class pairs.
+
+    Same-class pairs are drawn per class, in proportion to the pairs each
+    class has (n_c·(n_c − 1)/2), so `max_pairs` of them are found whenever
+    that many exist, however many classes there are (uniform random pairs
+    find about N²/C of them: few with many classes). Different-class pairs
+    are uniform random pairs of different labels. Pairs are index pairs
+    (i, j) with i < j.
+
+    Returns:
+        ``(positives, negatives)``, two (P, 2) int64 arrays.
+    """
     rng = np.random.default_rng(seed)
     labels = np.asarray(labels)
-    n = len(labels)
-    first = rng.integers(0, n, size=8 * max_pairs)
-    second = rng.integers(0, n, size=8 * max_pairs)
-    keep = first != second
-    first, second = first[keep], second[keep]
-    same = labels[first] == labels[second]
-    positives = np.stack([first[same], second[same]], axis=1)[:max_pairs]
-    negatives = np.stack([first[~same], second[~same]], axis=1)[:max_pairs]
+    members = [np.flatnonzero(labels == c) for c in np.unique(labels)]
+    available = np.array([len(m) * (len(m) - 1) // 2 for m in members], dtype="int64")
+    total = int(available.sum())
+    counts = available if total <= max_pairs else _largest_remainder(available, max_pairs)
+    positives = [_pairs_within(m, int(k), rng) for m, k in zip(members, counts) if k > 0]
+    positives = np.concatenate(positives) if positives else np.zeros((0, 2), dtype="int64")
+    negatives = _different_pairs(labels, max_pairs, rng)
     return positives, negatives
+
+
+def _largest_remainder(weights, total):
+    """Integer counts ≤ `weights` summing to `total`, proportional to `weights`."""
+    quotas = weights * (total / weights.sum())
+    counts = np.minimum(np.floor(quotas).astype("int64"), weights)
+    for index in np.argsort(counts - quotas):
+        if counts.sum() >= total:
+            break
+        if counts[index] < weights[index]:
+            counts[index] += 1
+    return counts
+
+
+def _pairs_within(members, count, rng):
+    """`count` distinct pairs of `members`, drawn uniformly (i < j)."""
+    n = len(members)
+    chosen = rng.choice(n * (n - 1) // 2, size=count, replace=False)
+    # Pair index k ↦ (i, j), j > i, enumerating row by row of the upper triangle.
+    i = (n - 2 - np.floor(np.sqrt(-8 * chosen + 4 * n * (n - 1) - 7) / 2.0 - 0.5)).astype("int64")
+    j = (chosen + i + 1 - n * (n - 1) // 2 + (n - i) * ((n - i) - 1) // 2).astype("int64")
+    return np.stack([members[i], members[j]], axis=1)
+
+
+def _different_pairs(labels, count, rng):
+    """Up to `count` uniform random index pairs with different labels."""
+    n = len(labels)
+    found, tries = [], 0
+    while sum(len(f) for f in found) < count and tries < 20:
+        first, second = rng.integers(0, n, size=(2, 2 * count))
+        keep = labels[first] != labels[second]
+        found.append(np.stack([np.minimum(first, second), np.maximum(first, second)], axis=1)[keep])
+        tries += 1
+    pairs = np.concatenate(found) if found else np.zeros((0, 2), dtype="int64")
+    return pairs[:count].astype("int64")
 
 
 def verification_metrics(embeddings, labels, max_pairs=100_000, seed=0):

@@ -11,9 +11,10 @@ import os
 
 import numpy as np
 
-from arcface_keras import evaluation, models, plots, report
+from arcface_keras import evaluation, models, plots, report, run_folder
+from arcface_keras.errors import RunFolderError
 from arcface_keras.io import write_json_atomic, write_text_atomic
-from arcface_keras.training import train
+from arcface_keras.training import TrainConfig, results_key, train
 
 COMPARE_LOSSES = ("arcface", "cosface", "sphereface", "softmax", "triplet")
 SUMMARY_KEYS = ("test_accuracy", "macro_precision", "macro_recall", "macro_f1", "map_at_r", "seconds_per_epoch")
@@ -21,32 +22,48 @@ SUMMARY_KEYS = ("test_accuracy", "macro_precision", "macro_recall", "macro_f1", 
 
 # Fields added to TrainConfig after runs were made, with the value that
 # reproduces those runs, so finished runs are still recognised.
-FIELDS_ADDED_LATER = {"fixed_centres": False, "easy_margin": False, "flip_test": False}
-# Fields a loss never reads: a change in them must not retrain a finished run.
-_MARGIN_HEAD_FIELDS = ("scale", "sub_centers", "fixed_centres", "easy_margin", "margin_warmup_epochs", "per_class_margins")
-UNUSED_FIELDS = {"softmax": _MARGIN_HEAD_FIELDS + ("margin",), "triplet": _MARGIN_HEAD_FIELDS}
+FIELDS_ADDED_LATER = {"fixed_centres": False, "easy_margin": False, "flip_test": False, "decay_batch_norm": True}
 
 
-def _relevant(config_dict):
-    """The config without the fields its loss ignores."""
-    unused = UNUSED_FIELDS.get(config_dict.get("loss"), ())
-    return {key: value for key, value in config_dict.items() if key not in unused}
+def finished_metrics(config):
+    """The metrics of a finished run of `config` in its run folder, or None
+    (no finished run there, or one made with other settings)."""
+    path = os.path.join(config.run_folder, run_folder.METRICS)
+    if not os.path.exists(path):
+        return None
+    with open(path) as file:
+        metrics = json.load(file)
+    names = {field.name for field in dataclasses.fields(TrainConfig)}
+    stored = {**FIELDS_ADDED_LATER, **metrics.get("config", {})}
+    try:
+        stored_config = TrainConfig(**{key: value for key, value in stored.items() if key in names})
+    except TypeError:
+        return None
+    same = json.dumps(results_key(stored_config), sort_keys=True) == json.dumps(results_key(config), sort_keys=True)
+    return metrics if same else None
+
+
+def check_runs(configs):
+    """Refuse a study before it trains anything: every config valid, every
+    run folder usable (finished runs of the same settings are reused)."""
+    for config in configs:
+        study = os.path.dirname(config.run_folder)
+        if os.path.exists(study) and not os.path.isdir(study):
+            raise RunFolderError(f"--folder {study!r} is a file, not a folder; choose a folder path.")
+        config.validate()
+        if finished_metrics(config) is None:
+            run_folder.inspect(config.run_folder, results_key(config), config.overwrite)
 
 
 def run_once(config):
     """Train `config` unless its run folder already holds a finished run of it.
 
-    A stored run counts as `config` when every field its loss reads is equal
-    (a softmax run is reused when only the margin head's settings changed).
+    A stored run counts as `config` when every setting that decides its
+    results is equal (`training.results_key`: a softmax run is reused when
+    only the margin head's settings changed, any run when only `verbose`
+    changed).
     """
-    path = os.path.join(config.run_folder, "metrics.json")
-    if os.path.exists(path):
-        with open(path) as file:
-            metrics = json.load(file)
-        stored = {**FIELDS_ADDED_LATER, **metrics.get("config", {})}
-        if _relevant(stored) == _relevant(dataclasses.asdict(config)):
-            return metrics
-    return train(config)
+    return finished_metrics(config) or train(config)
 
 
 def _mean_std(values):
@@ -62,10 +79,12 @@ def compare(base, folder, losses=COMPARE_LOSSES, seeds=(0, 1, 2)):
     Writes ``compare-<dataset>.json`` / ``.md`` and a bar chart with error
     bars (one standard deviation over seeds) into `folder`.
     """
+    cells = {loss: [dataclasses.replace(base, loss=loss, seed=seed, output=os.path.join(folder, f"{loss}-seed{seed}"))
+                    for seed in seeds] for loss in losses}
+    check_runs([config for configs in cells.values() for config in configs])
     results = {}
-    for loss in losses:
-        runs = [run_once(dataclasses.replace(base, loss=loss, seed=seed, output=os.path.join(folder, f"{loss}-seed{seed}")))
-                for seed in seeds]
+    for loss, configs in cells.items():
+        runs = [run_once(config) for config in configs]
         results[loss] = {key: _mean_std([r[key] for r in runs]) for key in SUMMARY_KEYS}
     dataset = runs[0]["dataset"]
     summary = {"dataset": dataset, "seeds": list(seeds), "epochs": base.epochs, "backbone": base.backbone,
@@ -102,11 +121,12 @@ def sweep(base, folder, scales=(8.0, 16.0, 32.0, 64.0), margins=(0.1, 0.2, 0.3, 
     for the cell with the best validation accuracy.
     """
     grid = np.zeros((len(scales), len(margins)))
-    for i, scale in enumerate(scales):
-        for j, margin in enumerate(margins):
-            cell = dataclasses.replace(base, scale=float(scale), margin=float(margin), evaluate_test=False,
-                                       output=os.path.join(folder, f"s{scale:g}-m{margin:g}"))
-            grid[i, j] = run_once(cell)["val_accuracy"]
+    cells = {(i, j): dataclasses.replace(base, scale=float(scale), margin=float(margin), evaluate_test=False,
+                                         output=os.path.join(folder, f"s{scale:g}-m{margin:g}"))
+             for i, scale in enumerate(scales) for j, margin in enumerate(margins)}
+    check_runs(cells.values())
+    for (i, j), cell in cells.items():
+        grid[i, j] = run_once(cell)["val_accuracy"]
     best_i, best_j = np.unravel_index(np.argmax(grid), grid.shape)
     best_folder = os.path.join(folder, f"s{scales[best_i]:g}-m{margins[best_j]:g}")
     best = report.evaluate_folder(best_folder)
@@ -151,18 +171,19 @@ def imbalance(base, folder, ratios=(10.0, 100.0), minority_share=0.3):
     ``minority_share`` of the classes (the tail of the profile).
     """
     rows = []
-    for ratio in ratios:
-        for arm, overrides in IMBALANCE_ARMS.items():
-            config = dataclasses.replace(base, imbalance_ratio=float(ratio), **overrides,
-                                         output=os.path.join(folder, f"ratio{ratio:g}-{arm}"))
-            metrics = run_once(config)
-            recall = np.asarray(metrics["per_class"]["recall"])
-            minority = max(1, int(round(minority_share * len(recall))))
-            rows.append({
-                "ratio": ratio, "arm": arm, "test_accuracy": metrics["test_accuracy"], "macro_f1": metrics["macro_f1"],
-                "minority_recall": float(recall[-minority:].mean()), "majority_recall": float(recall[:-minority].mean()),
-                "per_class_recall": recall.tolist(), "train_class_counts": metrics["train_class_counts"],
-            })
+    cells = {(ratio, arm): dataclasses.replace(base, imbalance_ratio=float(ratio), **overrides,
+                                               output=os.path.join(folder, f"ratio{ratio:g}-{arm}"))
+             for ratio in ratios for arm, overrides in IMBALANCE_ARMS.items()}
+    check_runs(cells.values())
+    for (ratio, arm), config in cells.items():
+        metrics = run_once(config)
+        recall = np.asarray(metrics["per_class"]["recall"])
+        minority = max(1, int(round(minority_share * len(recall))))
+        rows.append({
+            "ratio": ratio, "arm": arm, "test_accuracy": metrics["test_accuracy"], "macro_f1": metrics["macro_f1"],
+            "minority_recall": float(recall[-minority:].mean()), "majority_recall": float(recall[:-minority].mean()),
+            "per_class_recall": recall.tolist(), "train_class_counts": metrics["train_class_counts"],
+        })
     dataset = metrics["dataset"]
     summary = {"dataset": dataset, "epochs": base.epochs, "minority_classes": minority, "rows": rows}
     stem = os.path.join(folder, f"imbalance-{dataset}")
@@ -220,9 +241,12 @@ def convergence(base, folder, variants=None):
     """Train each variant; report test accuracy in inference mode and final training loss."""
     rows = []
     names = list(CONVERGENCE_VARIANTS)
+    cells = {}
     for name, overrides in (variants or CONVERGENCE_VARIANTS).items():
-        index = names.index(name) if name in names else len(names) + len(rows)
-        config = dataclasses.replace(base, **overrides, output=os.path.join(folder, f"variant{index:02d}"))
+        index = names.index(name) if name in names else len(names) + len(cells)
+        cells[name] = (overrides, dataclasses.replace(base, **overrides, output=os.path.join(folder, f"variant{index:02d}")))
+    check_runs([config for _, config in cells.values()])
+    for name, (overrides, config) in cells.items():
         metrics = run_once(config)
         with open(os.path.join(config.run_folder, "history.csv")) as file:
             history = list(csv.DictReader(file))[-1]

@@ -7,6 +7,7 @@ Both return ``embedding`` (B, D, unit norm), ``probabilities`` (B, C) and
 `tf.saved_model.load` in a process that never imported arcface_keras.
 """
 
+import ctypes
 import os
 import shutil
 import tempfile
@@ -51,16 +52,29 @@ def export_saved_model(inference_model, path):
 
 
 def _replace_folder(source, destination):
-    old = None
-    if os.path.exists(destination):
-        old = destination + ".old"
-        shutil.rmtree(old, ignore_errors=True)
+    """Put folder `source` at `destination` in one atomic step.
+
+    An existing `destination` is swapped with `source` by Linux'
+    ``renameat2(RENAME_EXCHANGE)``, so a reader (or a kill) sees the old
+    export or the new one, never neither; the old one is then deleted. Where
+    the call does not exist (not Linux), two renames are the fallback.
+    """
+    if not os.path.exists(destination):
+        os.replace(source, destination)
+        return
+    if not _exchange(source, destination):
+        old = source + ".old"
         os.replace(destination, old)
-    os.replace(source, destination)
-    if old:
-        shutil.rmtree(old, ignore_errors=True)
+        os.replace(source, destination)
+        source = old
+    shutil.rmtree(source, ignore_errors=True)
 
 
-def load_saved_model(path):
-    """The exported model's default serving function (needs only TensorFlow)."""
-    return tf.saved_model.load(os.fspath(path)).signatures["serving_default"]
+def _exchange(first, second):
+    """Atomically exchange two paths; False where the system cannot."""
+    try:
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+    except (AttributeError, OSError):
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    return renameat2(at_fdcwd, os.fsencode(first), at_fdcwd, os.fsencode(second), rename_exchange) == 0

@@ -12,7 +12,8 @@ def write_text_atomic(path, text):
     os.makedirs(folder, exist_ok=True)
     handle, temporary = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=os.path.basename(path))
     try:
-        with os.fdopen(handle, "w") as file:
+        os.chmod(temporary, 0o666 & ~current_umask())  # mkstemp makes it 0600; give it the mode open() would
+        with os.fdopen(handle, "w", encoding="utf-8") as file:
             file.write(text)
             file.flush()
             os.fsync(file.fileno())
@@ -21,6 +22,13 @@ def write_text_atomic(path, text):
         if os.path.exists(temporary):
             os.remove(temporary)
         raise
+
+
+def current_umask():
+    """The process's umask (read by setting it and setting it back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def write_json_atomic(path, data):

@@ -12,6 +12,7 @@ Reference:
 """
 
 import math
+import warnings
 
 import keras
 import numpy as np
@@ -231,6 +232,12 @@ class AngularMarginLayer(keras.layers.Layer):
             raise ValueError(
                 "`embeddings` must have shape (batch_size, embedding_dim) with a known "
                 f"embedding_dim. Received: embeddings.shape={tuple(embedding_shape)}"
+            )
+        if self.fixed_centres and embedding_shape[-1] < self.num_classes * self.sub_centers:
+            warnings.warn(
+                f"fixed_centres=True with embedding_dim={embedding_shape[-1]} < num_classes × sub_centers = "
+                f"{self.num_classes * self.sub_centers}: the fixed centres cannot be mutually orthogonal.",
+                stacklevel=2,
             )
         self.kernel = self.add_weight(
             name="kernel",

@@ -1,20 +1,30 @@
-"""Matplotlib figures, written to files (no screen needed)."""
+"""Matplotlib figures, written to files (no screen needed).
+
+Figures are `matplotlib.figure.Figure` objects drawn on their own Agg canvas,
+never through pyplot: the user's backend and pyplot state are left alone.
+"""
 
 import csv
 import os
 
 import matplotlib
 import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.patches import Rectangle
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+
+def _figure(figsize):
+    figure = Figure(figsize=figsize)
+    FigureCanvasAgg(figure)
+    return figure
 
 
 def _save(figure, path):
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     temporary = path + ".tmp.png"
     figure.savefig(temporary, dpi=110, bbox_inches="tight")
-    plt.close(figure)
     os.replace(temporary, path)
     return path
 
@@ -24,7 +34,8 @@ def training_curves(history_csv, path):
     with open(history_csv) as file:
         rows = list(csv.DictReader(file))
     epochs = [int(r["epoch"]) + 1 for r in rows]
-    figure, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    figure = _figure((10, 4))
+    left, right = figure.subplots(1, 2)
     for key, axis in (("loss", left), ("accuracy", right)):
         for prefix, label in (("", "train (with margin)"), ("val_", "validation (inference)")):
             if rows and prefix + key in rows[0]:
@@ -38,7 +49,7 @@ def training_curves(history_csv, path):
 
 
 def _class_colours(num_classes):
-    return plt.get_cmap("tab10" if num_classes <= 10 else "tab20")(np.arange(num_classes) % 20)
+    return matplotlib.colormaps["tab10" if num_classes <= 10 else "tab20"](np.arange(num_classes) % 20)
 
 
 def embeddings(path, vectors, labels, centres=None, sub_centers=1, title="Embeddings", max_points=3000, seed=0):
@@ -63,7 +74,7 @@ def embeddings(path, vectors, labels, centres=None, sub_centers=1, title="Embedd
     if centres is not None and dim <= 3:
         centres = np.asarray(centres, dtype="float64")
         unit_centres = (centres / np.maximum(np.linalg.norm(centres, axis=0, keepdims=True), 1e-12)).T
-    figure = plt.figure(figsize=(6.5, 6))
+    figure = _figure((6.5, 6))
     if dim == 3:
         axis = figure.add_subplot(projection="3d")
         u, v = np.mgrid[0 : 2 * np.pi : 30j, 0 : np.pi : 15j]
@@ -94,7 +105,7 @@ def embeddings(path, vectors, labels, centres=None, sub_centers=1, title="Embedd
         axis.scatter(points[:, 0], points[:, 1], c=colours[labels], s=3, alpha=0.6)
         axis.set_aspect("equal")
     if num_classes <= 20:
-        handles = [plt.Line2D([], [], marker="o", linestyle="", color=colours[c], label=str(c)) for c in range(num_classes)]
+        handles = [Line2D([], [], marker="o", linestyle="", color=colours[c], label=str(c)) for c in range(num_classes)]
         axis.legend(handles=handles, title="class", fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))
     axis.set_title(title)
     return _save(figure, path)
@@ -103,7 +114,8 @@ def embeddings(path, vectors, labels, centres=None, sub_centers=1, title="Embedd
 def confusion_matrix(path, matrix, title="Confusion matrix"):
     """A confusion matrix (rows: true class, columns: predicted), counts written in."""
     matrix = np.asarray(matrix)
-    figure, axis = plt.subplots(figsize=(6, 5.5))
+    figure = _figure((6, 5.5))
+    axis = figure.subplots()
     image = axis.imshow(matrix, cmap="Blues")
     figure.colorbar(image, ax=axis, fraction=0.046)
     if len(matrix) <= 20:
@@ -119,7 +131,8 @@ def confusion_matrix(path, matrix, title="Confusion matrix"):
 def target_angle_histogram(path, angles, labels, title="Angle to own class centre"):
     """Histogram of θ_y (degrees), one outline per class."""
     angles, labels = np.asarray(angles), np.asarray(labels)
-    figure, axis = plt.subplots(figsize=(7, 4))
+    figure = _figure((7, 4))
+    axis = figure.subplots()
     bins = np.linspace(0, max(float(angles.max()), 1.0), 50)
     colours = _class_colours(int(labels.max()) + 1)
     for c in np.unique(labels):
@@ -133,7 +146,8 @@ def target_angle_histogram(path, angles, labels, title="Angle to own class centr
 
 def roc_curve(path, far, tar, title="Verification ROC"):
     """TAR against FAR on a log FAR axis."""
-    figure, axis = plt.subplots(figsize=(5.5, 4.5))
+    figure = _figure((5.5, 4.5))
+    axis = figure.subplots()
     far = np.asarray(far)
     axis.plot(np.maximum(far, 1e-6), tar)
     axis.set_xscale("log")
@@ -154,7 +168,8 @@ def comparison_bars(path, results, title="Test accuracy"):
     names = list(results)
     means = np.array([results[n]["mean"] for n in names])
     stds = np.array([results[n]["std"] for n in names])
-    figure, axis = plt.subplots(figsize=(7, 4))
+    figure = _figure((7, 4))
+    axis = figure.subplots()
     axis.bar(names, means, yerr=stds, capsize=6, color=_class_colours(len(names)))
     for index, name in enumerate(names):
         axis.scatter([index] * len(results[name]["values"]), results[name]["values"], color="black", s=10, zorder=3)
@@ -169,13 +184,14 @@ def comparison_bars(path, results, title="Test accuracy"):
 def heatmap(path, grid, row_labels, column_labels, row_name, column_name, title=""):
     """A grid of values with each cell written in; the best cell outlined."""
     grid = np.asarray(grid)
-    figure, axis = plt.subplots(figsize=(1.3 * len(column_labels) + 2, 1.0 * len(row_labels) + 1.5))
+    figure = _figure((1.3 * len(column_labels) + 2, 1.0 * len(row_labels) + 1.5))
+    axis = figure.subplots()
     image = axis.imshow(grid, cmap="viridis")
     figure.colorbar(image, ax=axis, fraction=0.046)
     for (i, j), value in np.ndenumerate(grid):
         axis.text(j, i, f"{value:.3f}", ha="center", va="center", color="white" if value < grid.mean() else "black")
     best_i, best_j = np.unravel_index(np.argmax(grid), grid.shape)
-    axis.add_patch(plt.Rectangle((best_j - 0.5, best_i - 0.5), 1, 1, fill=False, edgecolor="red", linewidth=2))
+    axis.add_patch(Rectangle((best_j - 0.5, best_i - 0.5), 1, 1, fill=False, edgecolor="red", linewidth=2))
     axis.set_xticks(range(len(column_labels)), column_labels)
     axis.set_yticks(range(len(row_labels)), row_labels)
     axis.set_xlabel(column_name)
@@ -189,7 +205,8 @@ def per_class_recall(path, recalls, class_counts, title="Per-class recall"):
     names = list(recalls)
     num_classes = len(class_counts)
     width = 0.8 / len(names)
-    figure, axis = plt.subplots(figsize=(max(7, 0.7 * num_classes), 4))
+    figure = _figure((max(7, 0.7 * num_classes), 4))
+    axis = figure.subplots()
     for index, name in enumerate(names):
         axis.bar(np.arange(num_classes) + (index - (len(names) - 1) / 2) * width, recalls[name], width, label=name)
     axis.set_xticks(range(num_classes), [f"{c}\n(n={n})" for c, n in enumerate(class_counts)], fontsize=7)

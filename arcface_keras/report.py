@@ -12,6 +12,7 @@ import numpy as np
 
 from arcface_keras import data as data_lib
 from arcface_keras import evaluation, models, plots
+from arcface_keras.errors import RunFolderError
 from arcface_keras.io import write_json_atomic, write_text_atomic
 
 FIGURES = {
@@ -108,17 +109,25 @@ def evaluate_folder(folder, flip_test=False):
     mirror image's; that evaluation goes to ``<folder>/flip_test/`` and leaves
     the run's own numbers untouched.
     """
+    if not os.path.isdir(folder):
+        raise RunFolderError(f"run folder {folder!r} does not exist or is not a folder.")
     metrics_path = os.path.join(folder, "metrics.json")
     model_path = os.path.join(folder, "model.keras")
     for path in (metrics_path, model_path):
         if not os.path.exists(path):
-            raise FileNotFoundError(f"{folder!r} is not a finished run folder: {os.path.basename(path)} is missing.")
-    with open(metrics_path) as file:
-        previous = json.load(file)
-    config = previous["config"]
-    splits = data_lib.load(config["dataset"], config["data"], config["validation_fraction"], config["train_samples"],
-                           config["seed"], imbalance_ratio=config.get("imbalance_ratio"))
-    train_model = keras.models.load_model(model_path)
+            raise RunFolderError(f"{folder!r} is not a finished run folder: {os.path.basename(path)} is missing.")
+    try:
+        with open(metrics_path) as file:
+            previous = json.load(file)
+        config = previous["config"]
+        settings = [config[k] for k in ("dataset", "data", "validation_fraction", "train_samples", "seed", "batch_size")]
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise RunFolderError(f"{metrics_path!r} is not a run's metrics file ({type(error).__name__}: {error}).") from None
+    splits = data_lib.load(*settings[:5], imbalance_ratio=config.get("imbalance_ratio"))
+    try:
+        train_model = keras.models.load_model(model_path)
+    except Exception as error:  # Keras raises many kinds on a file that is not a model
+        raise RunFolderError(f"{model_path!r} is not a readable Keras model ({type(error).__name__}: {error}).") from None
     keep = {k: previous[k] for k in ("dataset", "loss", "epochs", "train_seconds", "seconds_per_epoch", "train_images",
                                      "images_per_second", "precision_policy", "val_accuracy", "train_class_counts",
                                      "config") if k in previous}
@@ -127,4 +136,4 @@ def evaluate_folder(folder, flip_test=False):
         os.makedirs(folder, exist_ok=True)
         keep["flip_test"] = True
     inference = models.inference_model(train_model, flip_test=flip_test or config.get("flip_test", False))
-    return evaluate_run(folder, train_model, splits, config["batch_size"], extra=keep, inference=inference)
+    return evaluate_run(folder, train_model, splits, settings[5], extra=keep, inference=inference)

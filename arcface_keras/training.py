@@ -1,21 +1,34 @@
 """One `train(config)` for every script: data → model → fit → evaluate → export.
 
-It writes a run folder (default ``saved_models/<dataset>-<loss>/``) with
-``metrics.json``, ``model.keras``, ``saved_model/``, ``history.csv``, the
-TensorBoard logs and the plots. A run killed part-way resumes where it stopped
-when started again with the same output folder (``backup/`` holds the state).
+It writes a run folder (default ``saved_models/<data name>-<loss>/``, named
+from the data actually loaded) with ``config.json``, ``metrics.json``,
+``model.keras``, ``saved_model/``, ``history.csv``, the TensorBoard logs and
+the plots. Every input is checked before the folder is touched. A run killed
+at any moment resumes where it stopped when the same command runs again (see
+`arcface_keras.run_folder`); a finished run is replaced only with
+``overwrite``.
 """
 
 import dataclasses
 import json
+import math
 import os
-import time
+import shutil
 
 import keras
 import numpy as np
 
+from arcface_keras import backbones, export, models, report, run_folder
 from arcface_keras import data as data_lib
-from arcface_keras import export, models, report
+from arcface_keras.callbacks import (
+    ClassCentres,
+    DivergenceGuard,
+    EpochBackup,
+    EpochTimer,
+    HistoryLog,
+    InferenceValidation,
+)
+from arcface_keras.errors import TrainingDiverged, UserInputError
 from arcface_keras.io import write_json_atomic
 from arcface_keras.layers import MarginScheduler, linear_ramp, margins_from_class_counts
 from arcface_keras.losses import TripletLoss
@@ -23,12 +36,19 @@ from arcface_keras.losses import TripletLoss
 PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
 STRATEGIES = ("auto", "one", "mirrored", "multiworker")
 OPTIMIZERS = ("sgd", "adam")
+DEFAULT_LR = {"sgd": 0.05, "adam": 1e-3}
 AUGMENT_CHOICES = ("auto", "off", *data_lib.AUGMENTATIONS)
+# The margin each loss accepts: [low, high) (SphereFace's multiplicative margin: [1, 1000]).
+MARGIN_RANGES = {"arcface": (0.0, math.pi), "cosface": (0.0, 2.0), "sphereface": (1.0, 1000.0),
+                 "triplet": (0.0, 4.0), "softmax": (-math.inf, math.inf)}
 
 
 @dataclasses.dataclass
 class TrainConfig:
-    """Everything a run depends on; saved whole into ``metrics.json``."""
+    """Everything a run depends on; saved whole into ``config.json`` and ``metrics.json``.
+
+    Every field is a flag of ``scripts/train.py`` (``--field-name``).
+    """
 
     dataset: str = "digits"
     data: str | None = None
@@ -37,7 +57,7 @@ class TrainConfig:
     epochs: int = 30
     batch_size: int = 100
     latent_dim: int = 128
-    scale: float | None = 16.0
+    scale: float | str | None = 16.0
     margin: float | None = None  # None: models.RECIPE_MARGINS[loss]
     sub_centers: int = 1
     # Margin heads: fixed orthogonal class centres rule out centre collapse (README).
@@ -48,12 +68,15 @@ class TrainConfig:
     flip_test: bool = False
     margin_warmup_epochs: float = 1.0
     optimizer: str = "sgd"
-    lr: float = 0.05
+    lr: float | None = None  # None: DEFAULT_LR[optimizer]
     momentum: float = 0.9
+    # Keras' decoupled decay: each step w ← w − lr·weight_decay·w, outside the momentum.
     weight_decay: float = 5e-4
+    decay_batch_norm: bool = True  # False: batch-norm γ and β are not decayed
     lr_warmup_epochs: float = 1.0
     augment: str = "auto"  # auto: crop-flip for colour images, none for grayscale; or crop-flip, crop-flip-cutout, shift, off
     seed: int = 0
+    deterministic: bool = False  # also make TensorFlow's ops deterministic (bit-identical reruns, slower)
     precision: str = "auto"
     jit_compile: bool = False
     strategy: str = "auto"
@@ -64,70 +87,139 @@ class TrainConfig:
     validation_fraction: float = 0.1
     backbone_options: dict = dataclasses.field(default_factory=dict)
     output: str | None = None
+    overwrite: bool = False  # replace a finished run in `output`
     verbose: int = 2
 
     def validate(self):
-        """Raise ValueError naming the first bad field."""
+        """Raise UserInputError naming the first bad field (as its flag)."""
+        low, high = MARGIN_RANGES.get(self.loss, (-math.inf, math.inf))
         checks = [
+            ("dataset", isinstance(self.dataset, str) and self.dataset != "", "a data set name"),
+            ("data", self.data is None or (isinstance(self.data, str) and self.data != ""), "a path"),
             ("loss", self.loss in models.LOSSES, f"one of {models.LOSSES}"),
-            ("precision", self.precision in PRECISIONS, f"one of {PRECISIONS}"),
-            ("strategy", self.strategy in STRATEGIES, f"one of {STRATEGIES}"),
-            ("optimizer", self.optimizer in OPTIMIZERS, f"one of {OPTIMIZERS}"),
-            ("augment", self.augment in AUGMENT_CHOICES, f"one of {AUGMENT_CHOICES}"),
-            ("epochs", isinstance(self.epochs, int) and self.epochs >= 1, "an integer ≥ 1"),
-            ("batch_size", isinstance(self.batch_size, int) and self.batch_size >= 1, "an integer ≥ 1"),
-            ("lr", self.lr > 0, "positive"),
-            ("weight_decay", self.weight_decay >= 0, "≥ 0"),
-            ("margin_warmup_epochs", self.margin_warmup_epochs >= 0, "≥ 0"),
+            ("backbone", self.backbone in backbones.BACKBONES, f"one of {backbones.BACKBONES}"),
+            ("epochs", _integer(self.epochs, 1), "an integer ≥ 1"),
+            ("batch_size", _integer(self.batch_size, 1), "an integer ≥ 1"),
+            ("latent_dim", _integer(self.latent_dim, 2), "an integer ≥ 2"),
+            ("scale", self.scale in (None, "auto") or _number(self.scale, 0, math.inf, low_open=True),
+             "a positive number or 'auto'"),
+            ("margin", self.margin is None or _number(self.margin, low, high, high_open=True),
+             f"in [{low:g}, {high:g}) for loss {self.loss}"),
+            ("sub_centers", _integer(self.sub_centers, 1), "an integer ≥ 1"),
             ("fixed_centres", self.fixed_centres in (True, False, "auto"), "True, False or 'auto'"),
-            ("lr_warmup_epochs", self.lr_warmup_epochs >= 0, "≥ 0"),
+            ("easy_margin", isinstance(self.easy_margin, bool), "True or False"),
             ("flip_test", isinstance(self.flip_test, bool), "True or False"),
+            ("margin_warmup_epochs", _number(self.margin_warmup_epochs, 0, math.inf), "a number ≥ 0"),
+            ("optimizer", self.optimizer in OPTIMIZERS, f"one of {OPTIMIZERS}"),
+            ("lr", self.lr is None or _number(self.lr, 0, math.inf, low_open=True), "a positive number"),
+            ("momentum", _number(self.momentum, 0, 1, high_open=True), "in [0, 1)"),
+            ("weight_decay", _number(self.weight_decay, 0, math.inf), "a number ≥ 0"),
+            ("decay_batch_norm", isinstance(self.decay_batch_norm, bool), "True or False"),
+            ("lr_warmup_epochs", _number(self.lr_warmup_epochs, 0, math.inf), "a number ≥ 0"),
+            ("augment", self.augment in AUGMENT_CHOICES, f"one of {AUGMENT_CHOICES}"),
+            ("seed", _integer(self.seed, 0), "an integer ≥ 0"),
+            ("deterministic", isinstance(self.deterministic, bool), "True or False"),
+            ("precision", self.precision in PRECISIONS, f"one of {PRECISIONS}"),
+            ("jit_compile", isinstance(self.jit_compile, bool), "True or False"),
+            ("strategy", self.strategy in STRATEGIES, f"one of {STRATEGIES}"),
+            ("train_samples", self.train_samples is None or _integer(self.train_samples, 1), "an integer ≥ 1"),
+            ("imbalance_ratio", self.imbalance_ratio is None or _number(self.imbalance_ratio, 1, math.inf),
+             "a number ≥ 1"),
+            ("per_class_margins", isinstance(self.per_class_margins, bool), "True or False"),
+            ("evaluate_test", isinstance(self.evaluate_test, bool), "True or False"),
+            ("validation_fraction", _number(self.validation_fraction, 0, 1, low_open=True, high_open=True),
+             "in (0, 1)"),
+            ("backbone_options", isinstance(self.backbone_options, dict), "a dict (JSON object)"),
+            ("output", self.output is None or (isinstance(self.output, str) and self.output != ""), "a path"),
+            ("overwrite", isinstance(self.overwrite, bool), "True or False"),
+            ("verbose", self.verbose in (0, 1, 2), "0, 1 or 2"),
         ]
         for name, ok, expected in checks:
             if not ok:
-                raise ValueError(f"`{name}` must be {expected}. Received: {name}={getattr(self, name)!r}")
+                raise UserInputError(
+                    f"--{name.replace('_', '-')} must be {expected}. Received: {name}={getattr(self, name)!r}"
+                )
+        unknown = sorted(set(self.backbone_options) - set(backbones.option_names(self.backbone)))
+        if unknown:
+            raise UserInputError(
+                f"--backbone-options has options that backbone {self.backbone!r} does not take: {unknown}; "
+                f"it takes {list(backbones.option_names(self.backbone))}. Received: {self.backbone_options!r}"
+            )
+        if self.per_class_margins and self.loss not in ("arcface", "cosface"):
+            raise UserInputError(f"--per-class-margins needs loss arcface or cosface. Received: loss={self.loss!r}")
+
+    @property
+    def learning_rate(self):
+        """`lr`, or the optimizer's default when `lr` is None."""
+        return DEFAULT_LR[self.optimizer] if self.lr is None else self.lr
 
     @property
     def run_folder(self):
-        return self.output or os.path.join("saved_models", f"{self.dataset}-{self.loss}")
+        """`output`, or ``saved_models/<name of the data loaded>-<loss>``."""
+        return self.output or os.path.join("saved_models", f"{data_lib.data_name(self.dataset, self.data)}-{self.loss}")
+
+
+def _integer(value, low):
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value >= low
+
+
+def _number(value, low, high, low_open=False, high_open=False):
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        return False
+    if not math.isfinite(value):
+        return False
+    return (value > low if low_open else value >= low) and (value < high if high_open else value <= high)
+
+
+# Fields that never change a run's results.
+RESULT_FREE_FIELDS = ("verbose", "output", "overwrite", "deterministic")
+# Fields a loss never reads: a change in them must not retrain a finished run.
+_MARGIN_HEAD_FIELDS = ("scale", "sub_centers", "fixed_centres", "easy_margin", "margin_warmup_epochs", "per_class_margins")
+UNUSED_FIELDS = {"softmax": _MARGIN_HEAD_FIELDS + ("margin",), "triplet": _MARGIN_HEAD_FIELDS}
+
+
+def config_record(config):
+    """`config` as the dict a run folder stores (`lr` resolved)."""
+    return {**dataclasses.asdict(config), "lr": config.learning_rate}
+
+
+def results_key(config):
+    """The settings that decide `config`'s results (a dict; `lr` resolved).
+
+    Two configs with equal keys make the same run: a run folder made with
+    one is resumed or reused for the other.
+    """
+    values = config_record(config)
+    unused = set(RESULT_FREE_FIELDS) | set(UNUSED_FIELDS.get(config.loss, ()))
+    return {key: value for key, value in values.items() if key not in unused}
 
 
 def train(config):
-    """Train, evaluate and export one model; return the metrics dict."""
+    """Train, evaluate and export one model; return the metrics dict.
+
+    Raises:
+        UserInputError: a setting, the data or the run folder cannot be used
+            (nothing is written).
+        TrainingDiverged: the loss or a weight became non-finite (nothing is
+            exported; the folder keeps the last good epoch).
+    """
     config.validate()
     folder = config.run_folder
-    os.makedirs(folder, exist_ok=True)
+    state = run_folder.inspect(folder, results_key(config), config.overwrite)
+    if config.deterministic:
+        import tensorflow as tf
+
+        tf.config.experimental.enable_op_determinism()
     keras.utils.set_random_seed(config.seed)
     splits = data_lib.load(
         config.dataset, config.data, config.validation_fraction, config.train_samples, config.seed,
         imbalance_ratio=config.imbalance_ratio,
     )
-    margin = config.margin
-    if config.per_class_margins:
-        if config.loss not in models.MARGIN_HEADS or config.loss == "sphereface":
-            raise ValueError(f"`per_class_margins` needs loss arcface or cosface. Received: loss={config.loss!r}")
-        top = models.RECIPE_MARGINS[config.loss] if margin is None else margin
-        margin = margins_from_class_counts(np.bincount(splits.y_train, minlength=splits.num_classes).clip(1), top)
     previous_policy = keras.mixed_precision.dtype_policy()
     keras.mixed_precision.set_dtype_policy(resolve_precision(config.precision))
     try:
         with make_strategy(config.strategy).scope():
-            train_model, inference = models.build_models(
-                splits.num_classes,
-                splits.image_shape,
-                splits.mean,
-                splits.std,
-                loss=config.loss,
-                backbone=config.backbone,
-                latent_dim=config.latent_dim,
-                scale=config.scale,
-                margin=margin,
-                sub_centers=config.sub_centers,
-                fixed_centres=resolve_fixed_centres(config, splits.num_classes),
-                easy_margin=config.easy_margin,
-                backbone_options=config.backbone_options,
-                flip_test=config.flip_test,
-            )
+            train_model, inference = _build_models(config, splits)
             plan = _fit_plan(config, splits, train_model)
             plan.model.compile(
                 optimizer=make_optimizer(config, plan.steps_per_epoch),
@@ -135,44 +227,16 @@ def train(config):
                 metrics=plan.metrics,
                 jit_compile=config.jit_compile,
             )
-        timer = EpochTimer(os.path.join(folder, "epoch_seconds.json"))
-        validation = InferenceValidation(inference, splits.x_val, splits.y_val, config.batch_size)
-        callbacks = [
-            *plan.callbacks_first,
-            validation,
-            keras.callbacks.TerminateOnNaN(),
-            keras.callbacks.BackupAndRestore(os.path.join(folder, "backup")),
-            keras.callbacks.ModelCheckpoint(
-                os.path.join(folder, "checkpoint-best.keras"), monitor="val_accuracy", mode="max", save_best_only=True
-            ),
-            keras.callbacks.CSVLogger(os.path.join(folder, "history.csv"), append=True),
-            keras.callbacks.TensorBoard(os.path.join(folder, "logs")),
-            timer,
-            *plan.callbacks_last,
-        ]
-        plan.model.fit(
-            plan.data, epochs=config.epochs, callbacks=callbacks, verbose=config.verbose, shuffle=False,
-            steps_per_epoch=plan.steps_per_epoch if plan.endless else None,
-        )
-        if not np.isfinite(train_model.get_layer("head").kernel.numpy()).all():
-            raise RuntimeError("Training diverged (NaN in the weights); lower --lr or --scale.")
-        epoch_seconds = timer.seconds
-        extra = {
-            "dataset": splits.name,
-            "loss": config.loss,
-            "epochs": config.epochs,
-            "train_seconds": float(sum(epoch_seconds)),
-            "seconds_per_epoch": float(np.median(epoch_seconds)) if epoch_seconds else None,
-            "train_images": int(len(splits.y_train)),
-            "images_per_second": float(len(splits.y_train) / np.median(epoch_seconds)) if epoch_seconds else None,
-            "precision_policy": keras.mixed_precision.dtype_policy().name,
-            "val_accuracy": validation.accuracy(),
-            "train_class_counts": np.bincount(splits.y_train, minlength=splits.num_classes).tolist(),
-            "config": dataclasses.asdict(config),
-        }
-        save_model_atomic(train_model, os.path.join(folder, "model.keras"))
+        run_folder.prepare(folder, state, config_record(config))
+        if state == "trained":
+            train_model = keras.models.load_model(os.path.join(folder, run_folder.MODEL))
+            inference = models.inference_model(train_model, flip_test=config.flip_test)
+            with open(os.path.join(folder, run_folder.TRAINED)) as file:
+                extra = json.load(file)
+        else:
+            extra = _fit(config, folder, splits, plan, train_model, inference)
         if not config.evaluate_test:
-            write_json_atomic(os.path.join(folder, "metrics.json"), extra)
+            write_json_atomic(os.path.join(folder, run_folder.METRICS), extra)
             return extra
         export.export_saved_model(inference, os.path.join(folder, "saved_model"))
         return report.evaluate_run(folder, train_model, splits, config.batch_size, extra=extra, inference=inference)
@@ -180,10 +244,90 @@ def train(config):
         keras.mixed_precision.set_dtype_policy(previous_policy)
 
 
+def _build_models(config, splits):
+    """`models.build_models` for `config`; a setting the model refuses is the user's input."""
+    margin = config.margin
+    if config.per_class_margins:
+        top = models.RECIPE_MARGINS[config.loss] if margin is None else margin
+        margin = margins_from_class_counts(np.bincount(splits.y_train, minlength=splits.num_classes).clip(1), top)
+    fixed_centres = resolve_fixed_centres(config, splits.num_classes)
+    try:
+        return models.build_models(
+            splits.num_classes, splits.image_shape, splits.mean, splits.std,
+            loss=config.loss, backbone=config.backbone, latent_dim=config.latent_dim, scale=config.scale,
+            margin=margin, sub_centers=config.sub_centers, fixed_centres=fixed_centres,
+            easy_margin=config.easy_margin, backbone_options=config.backbone_options, flip_test=config.flip_test,
+        )
+    except (TypeError, ValueError) as error:
+        raise UserInputError(
+            f"cannot build the {config.backbone} model with these settings "
+            f"(--backbone-options {json.dumps(config.backbone_options)}): {error}"
+        ) from None
+
+
+def _fit(config, folder, splits, plan, train_model, inference):
+    """Fit (resuming from ``backup/``), then save ``model.keras`` and
+    ``trained.json`` before the backup goes; return the run's timings."""
+    timer = EpochTimer(os.path.join(folder, "epoch_seconds.json"))
+    validation = InferenceValidation(inference, splits.x_val, splits.y_val, config.batch_size)
+    guard = DivergenceGuard(train_model)
+    callbacks = [
+        *plan.callbacks_first,
+        validation,
+        guard,
+        HistoryLog(os.path.join(folder, "history.csv")),
+        keras.callbacks.TensorBoard(os.path.join(folder, "logs")),
+        timer,
+        *plan.callbacks_last,
+        EpochBackup(os.path.join(folder, run_folder.BACKUP), guard),  # last: saves what the others logged
+    ]
+    plan.model.fit(
+        plan.data, epochs=config.epochs, callbacks=callbacks, verbose=config.verbose, shuffle=False,
+        steps_per_epoch=plan.steps_per_epoch if plan.endless else None,
+    )
+    plan.model._initial_epoch = None
+    if guard.diverged is not None:
+        epoch, what = guard.diverged
+        raise TrainingDiverged(
+            f"training diverged in epoch {epoch}: {what}; nothing was exported. Lower --lr "
+            f"(now {config.learning_rate:g}) or --scale (now {config.scale}), then rerun with --overwrite."
+        )
+    seconds = timer.seconds
+    extra = {
+        "dataset": splits.name,
+        "loss": config.loss,
+        "epochs": config.epochs,
+        "train_seconds": float(sum(seconds)),
+        "seconds_per_epoch": float(np.median(seconds)) if seconds else None,
+        "train_images": int(len(splits.y_train)),
+        "images_per_second": float(len(splits.y_train) / np.median(seconds)) if seconds else None,
+        "precision_policy": keras.mixed_precision.dtype_policy().name,
+        "val_accuracy": validation.accuracy(),
+        "train_class_counts": np.bincount(splits.y_train, minlength=splits.num_classes).tolist(),
+        "config": config_record(config),
+    }
+    save_model_atomic(train_model, os.path.join(folder, run_folder.MODEL))
+    write_json_atomic(os.path.join(folder, run_folder.TRAINED), extra)
+    shutil.rmtree(os.path.join(folder, run_folder.BACKUP), ignore_errors=True)
+    return extra
+
+
 def resolve_fixed_centres(config, num_classes):
-    """`config.fixed_centres` with "auto" decided: fixed when orthogonal centres fit."""
+    """`config.fixed_centres` with "auto" decided: fixed when orthogonal centres fit.
+
+    Explicitly fixed centres that cannot be mutually orthogonal (fewer
+    dimensions than centres) are refused.
+    """
+    if config.loss not in models.MARGIN_HEADS:
+        return False
+    needed = num_classes * config.sub_centers
     if config.fixed_centres == "auto":
-        return config.latent_dim >= num_classes * config.sub_centers
+        return config.latent_dim >= needed
+    if config.fixed_centres and config.latent_dim < needed:
+        raise UserInputError(
+            f"--fixed-centres needs --latent-dim ≥ classes × sub-centers = {needed} for mutually orthogonal "
+            f"centres. Received: latent_dim={config.latent_dim}; raise it or use --no-fixed-centres."
+        )
     return bool(config.fixed_centres)
 
 
@@ -236,12 +380,6 @@ def _fit_plan(config, splits, train_model):
     )
 
 
-def predict(inference_model, images, batch_size=100):
-    """Inference outputs over `images` (NumPy), in batches."""
-    outputs = inference_model.predict(images.astype("float32"), batch_size=batch_size, verbose=0)
-    return {k: np.asarray(v) for k, v in outputs.items()}
-
-
 def resolve_precision(precision):
     """``auto`` means mixed_float16 on a GPU, float32 on the CPU."""
     if precision != "auto":
@@ -269,18 +407,28 @@ def make_strategy(name):
 
 
 def make_optimizer(config, steps_per_epoch):
-    """SGD with momentum (or Adam), linear warm-up then cosine decay to 0."""
+    """SGD with Nesterov momentum (or AdamW), linear warm-up then cosine decay to 0.
+
+    Weight decay is Keras' decoupled decay (``w ← w − lr·weight_decay·w``
+    each step); with ``decay_batch_norm=False`` batch-norm γ and β are exempt.
+    """
     total = config.epochs * steps_per_epoch
+    lr = config.learning_rate
     warmup = min(int(config.lr_warmup_epochs * steps_per_epoch), total - 1)
     schedule = keras.optimizers.schedules.CosineDecay(
-        initial_learning_rate=0.0 if warmup else config.lr,
+        initial_learning_rate=0.0 if warmup else lr,
         decay_steps=max(total - warmup, 1),
-        warmup_target=config.lr if warmup else None,
+        warmup_target=lr if warmup else None,
         warmup_steps=warmup,
     )
     if config.optimizer == "adam":
-        return keras.optimizers.AdamW(schedule, weight_decay=config.weight_decay)
-    return keras.optimizers.SGD(schedule, momentum=config.momentum, nesterov=True, weight_decay=config.weight_decay)
+        optimizer = keras.optimizers.AdamW(schedule, weight_decay=config.weight_decay)
+    else:
+        optimizer = keras.optimizers.SGD(schedule, momentum=config.momentum, nesterov=True,
+                                         weight_decay=config.weight_decay)
+    if not config.decay_batch_norm:
+        optimizer.exclude_from_weight_decay(var_names=["gamma", "beta"])
+    return optimizer
 
 
 def save_model_atomic(model, path):
@@ -288,72 +436,3 @@ def save_model_atomic(model, path):
     temporary = path + ".tmp.keras"
     model.save(temporary)
     os.replace(temporary, path)
-
-
-class InferenceValidation(keras.callbacks.Callback):
-    """Validation accuracy and loss of the label-free model, in inference mode.
-
-    A margin head's training logits include the margin, so their accuracy
-    understates the classifier; this scores what users will deploy, with
-    batch-norm moving statistics, each epoch, as ``val_accuracy`` /
-    ``val_loss`` (placed first, so checkpoints and logs see them).
-    """
-
-    def __init__(self, inference_model, images, labels, batch_size):
-        super().__init__()
-        self.inference_model = inference_model
-        self.images, self.labels, self.batch_size = images, labels, batch_size
-        self.last_accuracy = None
-
-    def accuracy(self):
-        """Validation accuracy after the last epoch (computed now if none ran)."""
-        if self.last_accuracy is None:
-            self.on_epoch_end(-1)
-        return self.last_accuracy
-
-    def on_epoch_end(self, epoch, logs=None):
-        probabilities = predict(self.inference_model, self.images, self.batch_size)["probabilities"]
-        chosen = probabilities[np.arange(len(self.labels)), self.labels]
-        self.last_accuracy = float((probabilities.argmax(axis=1) == self.labels).mean())
-        if logs is not None:
-            logs["val_accuracy"] = self.last_accuracy
-            logs["val_loss"] = float(-np.log(np.clip(chosen, 1e-12, None)).mean())
-
-
-class ClassCentres(keras.callbacks.Callback):
-    """Triplet runs: after each epoch, class centres = mean training embedding.
-
-    Uses a stratified sample of at most `max_images` training images; the
-    frozen cosine head then classifies by nearest centre.
-    """
-
-    def __init__(self, train_model, embedding_model, images, labels, batch_size, max_images=10_000):
-        super().__init__()
-        if len(labels) > max_images:
-            _, _, images, labels = data_lib.stratified_split(images, labels, max_images / len(labels), seed=0)
-        self.train_model, self.embedding_model = train_model, embedding_model
-        self.images, self.labels, self.batch_size = images.astype("float32"), labels, batch_size
-
-    def on_epoch_end(self, epoch, logs=None):
-        embeddings = self.embedding_model.predict(self.images, batch_size=self.batch_size, verbose=0)
-        models.set_class_centres(self.train_model, np.asarray(embeddings), self.labels)
-
-
-class EpochTimer(keras.callbacks.Callback):
-    """Seconds per epoch, kept in a file so a resumed run adds up all sittings."""
-
-    def __init__(self, path):
-        super().__init__()
-        self.path = path
-        self.seconds = []
-        if os.path.exists(path):
-            with open(path) as file:
-                self.seconds = json.load(file)
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self._start = time.perf_counter()
-        del self.seconds[epoch:]  # an epoch redone after a kill counts once
-
-    def on_epoch_end(self, epoch, logs=None):
-        self.seconds.append(time.perf_counter() - self._start)
-        write_json_atomic(self.path, self.seconds)

@@ -8,7 +8,6 @@ every image starts in the same narrow cone, where no class centre can win.
     python scripts/embedding_spread.py --data ../shared/data/mnist.npz --dataset mnist
 """
 
-import argparse
 import os
 import sys
 
@@ -18,7 +17,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 from arcface_keras import data as data_lib  # noqa: E402
-from arcface_keras import models  # noqa: E402
+from arcface_keras import cli, models  # noqa: E402
 
 
 def mean_pairwise_cosine(embeddings):
@@ -29,13 +28,16 @@ def mean_pairwise_cosine(embeddings):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = cli.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--dataset", default="digits")
     parser.add_argument("--data", default=None)
     parser.add_argument("--images", type=int, default=500)
     parser.add_argument("--seeds", type=int, default=3)
     args = parser.parse_args(argv)
-    splits = data_lib.load(args.dataset, args.data)
+    for name in ("images", "seeds"):
+        if getattr(args, name) < 1:
+            parser.error(f"argument --{name}: must be ≥ 1. Received: {getattr(args, name)}")
+    splits = cli.run_or_explain(data_lib.load, args.dataset, args.data)
     images = splits.x_test[: args.images].astype("float32")
     print(f"{splits.name}: mean cosine between embeddings of {len(images)} test images at initialisation "
           f"(mean over {args.seeds} seeds)\n")

@@ -4,7 +4,6 @@
     python scripts/evaluate.py saved_models/mnist-arcface --flip-test   # into <run>/flip_test/
 """
 
-import argparse
 import os
 import sys
 
@@ -15,7 +14,7 @@ from arcface_keras.report import evaluate_folder  # noqa: E402
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = cli.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("run_folder", help="a folder written by scripts/train.py")
     parser.add_argument("--flip-test", action="store_true",
                         help="average each image's embedding with its mirror image's (written to <run>/flip_test/)")

@@ -5,7 +5,6 @@ With no flags: ArcFace on the embedded 8×8 digits (no network needed).
     python scripts/train.py --dataset mnist --data ../shared/data/mnist.npz --epochs 10
 """
 
-import argparse
 import os
 import sys
 
@@ -16,7 +15,7 @@ from arcface_keras.training import TrainConfig, train  # noqa: E402
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = cli.ArgumentParser(description=__doc__.split("\n")[0])
     cli.add_training_arguments(parser)
     args = parser.parse_args(argv)
     config = cli.config_from_args(args, TrainConfig)

@@ -1,7 +1,10 @@
 import dataclasses
 import json
 
-from arcface_keras import experiments
+import pytest
+
+from arcface_keras import AngularMarginLayer, experiments
+from arcface_keras.errors import UserInputError
 from arcface_keras.training import TrainConfig, resolve_fixed_centres
 
 
@@ -55,8 +58,14 @@ def test_auto_fixes_centres_only_where_orthogonal_centres_exist():
     assert resolve_fixed_centres(TrainConfig(latent_dim=128), 10)
     assert not resolve_fixed_centres(TrainConfig(latent_dim=3), 10)
     assert not resolve_fixed_centres(TrainConfig(latent_dim=16, sub_centers=2), 10)
-    assert resolve_fixed_centres(TrainConfig(latent_dim=3, fixed_centres=True), 10)
     assert not resolve_fixed_centres(TrainConfig(fixed_centres=False), 10)
+
+
+def test_explicit_fixed_centres_that_cannot_be_orthogonal_are_refused():
+    with pytest.raises(UserInputError, match="--latent-dim ≥ classes × sub-centers = 10"):
+        resolve_fixed_centres(TrainConfig(latent_dim=3, fixed_centres=True), 10)
+    with pytest.warns(UserWarning, match="cannot be mutually orthogonal"):
+        AngularMarginLayer(10, fixed_centres=True).build((None, 3))
 
 
 def test_convergence_variants_keep_their_indices():
