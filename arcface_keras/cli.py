@@ -17,7 +17,12 @@ from arcface_keras.errors import TrainingDiverged, UserInputError
 
 
 class ArgumentParser(argparse.ArgumentParser):
-    """argparse, with a usage error as one line on stderr (exit status 2)."""
+    """argparse, with a usage error as one line on stderr (exit status 2), and
+    no abbreviated flags (``--scale`` must not silently mean ``--scales``)."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
 
     def error(self, message):
         self.exit(2, f"error: {message} (see --help)\n")

@@ -128,3 +128,25 @@ def test_centre_cosines_detects_collapse():
     collapsed = np.ones((6, 4)) + 1e-3 * np.random.default_rng(0).normal(size=(6, 4))
     result = evaluation.centre_cosines(collapsed * [1, 2, 3, 4])  # column norms do not matter
     assert result["mean"] > 0.99 and result["max"] <= 1.0 + 1e-12
+
+
+def test_verification_pairs_are_found_with_many_classes():
+    from arcface_keras.evaluation import sample_pairs
+
+    labels = np.repeat(np.arange(1000), 20)  # 190,000 same-class pairs exist
+    positives, negatives = sample_pairs(labels, max_pairs=100_000)
+    assert len(positives) == 100_000 and len(negatives) == 100_000
+    assert (labels[positives[:, 0]] == labels[positives[:, 1]]).all()
+    assert (labels[negatives[:, 0]] != labels[negatives[:, 1]]).all()
+    assert len({tuple(p) for p in positives.tolist()}) == 100_000 and (positives[:, 0] < positives[:, 1]).all()
+    per_class = np.bincount(labels[positives[:, 0]], minlength=1000)
+    assert per_class.min() >= 99 and per_class.max() <= 101  # spread over every class
+    few, _ = sample_pairs(np.repeat(np.arange(3), 4), max_pairs=100)
+    assert len(few) == 18  # every pair that exists: 3 × (4·3/2)
+
+
+def test_two_class_metrics_have_no_top_k():
+    from arcface_keras.evaluation import classification_metrics
+
+    metrics = classification_metrics(np.array([0, 1, 1]), np.array([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4]]))
+    assert metrics["test_accuracy"] == pytest.approx(2 / 3) and not any(k.startswith("top_") for k in metrics)

@@ -23,3 +23,18 @@ def test_other_figures_are_written(tmp_path, rng):
     plots.training_curves(str(tmp_path / "history.csv"), str(tmp_path / "t.png"))
     for name in ("c.png", "h.png", "r.png", "t.png"):
         assert (tmp_path / name).stat().st_size > 5000
+
+
+def test_importing_plots_leaves_the_users_backend_alone(tmp_path):
+    import importlib
+
+    import matplotlib
+
+    previous = matplotlib.get_backend()
+    matplotlib.use("svg")
+    try:
+        importlib.reload(plots)
+        plots.roc_curve(str(tmp_path / "r.png"), np.linspace(0, 1, 5), np.linspace(0, 1, 5))
+        assert matplotlib.get_backend() == "svg"
+    finally:
+        matplotlib.use(previous)

@@ -170,3 +170,60 @@ def test_bad_config_names_the_field(field, value):
 def test_resolve_precision_on_cpu():
     assert training.resolve_precision("auto") == "float32"
     assert training.resolve_precision("mixed_float16") == "mixed_float16"
+
+
+def test_divergence_stops_the_run_and_exports_nothing(synthetic, tmp_path):
+    """Fixed centres never change, so checking only the head (as before) missed this."""
+    folder = tmp_path / "run"
+    config = TrainConfig(data=synthetic, epochs=3, batch_size=20, lr=1e30, lr_warmup_epochs=0, output=str(folder), **TINY)
+    with pytest.raises(training.TrainingDiverged, match=r"diverged in epoch 1: .*Lower --lr \(now 1e\+30\)"):
+        train(config)
+    for name in ("metrics.json", "model.keras", "saved_model", "trained.json"):
+        assert not (folder / name).exists(), name
+
+
+def test_two_classes_work_end_to_end(tmp_path, rng):
+    from conftest import synthetic_npz
+
+    data = synthetic_npz(tmp_path / "two.npz", rng, classes=2)
+    metrics = train(TrainConfig(data=data, epochs=3, batch_size=20, output=str(tmp_path / "run"), **TINY))
+    assert metrics["test_accuracy"] >= 0.9 and len(metrics["per_class"]["f1"]) == 2
+    assert not any(key.startswith("top_") for key in metrics)
+
+
+def test_batch_norm_parameters_can_be_kept_out_of_weight_decay():
+    from arcface_keras import models
+
+    model, _ = models.build_models(4, (12, 12, 1), (0.5,), (0.25,), **{k: v for k, v in TINY.items() if k != "verbose"})
+    for decay_batch_norm in (True, False):
+        optimizer = training.make_optimizer(TrainConfig(decay_batch_norm=decay_batch_norm), 10)
+        decayed = {v.path for v in model.trainable_variables if optimizer._use_weight_decay(v)}
+        norms = {v.path for v in model.trainable_variables if v.path.endswith(("/gamma", "/beta"))}
+        assert norms and (norms <= decayed) == decay_batch_norm and (norms & decayed == set()) != decay_batch_norm
+        assert any(v.path.endswith("/kernel") for v in model.trainable_variables if optimizer._use_weight_decay(v))
+
+
+def test_adam_gets_its_own_learning_rate():
+    assert TrainConfig(optimizer="adam").learning_rate == 1e-3
+    assert TrainConfig().learning_rate == 0.05 and TrainConfig(optimizer="adam", lr=0.01).learning_rate == 0.01
+
+
+def test_deterministic_runs_are_bit_identical(synthetic, tmp_path):
+    code = textwrap.dedent(
+        f"""
+        import json
+        from arcface_keras.training import TrainConfig, train
+        results = []
+        for run in ("a", "b"):
+            train(TrainConfig(data={synthetic!r}, epochs=2, batch_size=20, deterministic=True, augment="shift",
+                              output={str(tmp_path)!r} + "/" + run, backbone_options={{"widths": (8, 16)}},
+                              latent_dim=16, verbose=0))
+        """
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    timing = {"train_seconds", "seconds_per_epoch", "images_per_second", "config"}
+    a, b = ({k: v for k, v in json.loads((tmp_path / run / "metrics.json").read_text()).items() if k not in timing}
+            for run in ("a", "b"))
+    assert a == b
+    assert (tmp_path / "a" / "history.csv").read_text() == (tmp_path / "b" / "history.csv").read_text()

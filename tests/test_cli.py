@@ -1,0 +1,230 @@
+"""Every entry point meets bad input with one line on stderr, exit status 2,
+no traceback, nothing written and nothing overwritten; every accepted flag acts."""
+
+import argparse
+import dataclasses
+import gzip
+import json
+import os
+import pickle
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from conftest import ROOT, load_script, snapshot
+
+from arcface_keras import cli
+from arcface_keras.training import TrainConfig
+
+
+class _Malicious:
+    def __reduce__(self):
+        return (os.system, ("echo pwned > /dev/null",))
+
+
+def _npz(path, **arrays):
+    np.savez(path, **arrays)
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory, finished_run):
+    """Bad files of every kind, and a finished run to aim at (with --overwrite)."""
+    root = tmp_path_factory.mktemp("bad")
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, size=(40, 8, 8), dtype=np.uint8)
+    labels = np.arange(40) % 4
+    good = dict(x_train=images, y_train=labels, x_test=images[:8], y_test=labels[:8])
+    _npz(root / "good.npz", **good)
+    (root / "empty.npz").write_bytes(b"")
+    (root / "truncated.npz").write_bytes((root / "good.npz").read_bytes()[:300])
+    _npz(root / "pickle.npz", **{**good, "x_train": np.array([{"a": 1}] * 40, dtype=object)})
+    _npz(root / "nokeys.npz", x_train=images, y_train=labels, x_test=images[:8])
+    _npz(root / "float.npz", **{**good, "x_train": images.astype("float32")})
+    _npz(root / "oneclass.npz", **{**good, "y_train": np.zeros(40, dtype=int)})
+    _npz(root / "mismatch.npz", **{**good, "y_train": labels[:30]})
+    _npz(root / "unseen.npz", **{**good, "y_test": np.full(8, 7)})
+    _npz(root / "gapped.npz", **{**good, "y_train": (labels > 1) * 2})
+    _npz(root / "noimages.npz", **{**good, "x_train": images[:0], "y_train": labels[:0]})
+    _npz(root / "shapes.npz", **{**good, "x_test": rng.integers(0, 256, size=(8, 10, 10), dtype=np.uint8)})
+    _npz(root / "rank.npz", **{**good, "x_train": images.reshape(40, 64)})
+    _npz(root / "negative.npz", **{**good, "y_train": labels - 1})
+    _npz(root / "floatlabels.npz", **{**good, "y_train": labels.astype("float32")})
+    _npz(root / "channels.npz", **{**good, "x_train": rng.integers(0, 256, size=(40, 8, 8, 2), dtype=np.uint8),
+                                   "x_test": rng.integers(0, 256, size=(8, 8, 8, 2), dtype=np.uint8)})
+    (root / "notes.txt").write_text("not data")
+    (root / "emptydir").mkdir()
+    names = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte.gz",
+             "t10k-labels-idx1-ubyte.gz")
+    for folder, content in (("idx_truncated", gzip.compress(b"\x00\x00\x08\x03" + bytes(100))[:20]),
+                            ("idx_plain", b"\x00\x00\x08\x03" + bytes(100)),
+                            ("idx_magic", gzip.compress(b"\x12\x34\x56\x78" + bytes(100))),
+                            ("idx_header", gzip.compress(b"\x00\x00\x08\x03\x00"))):
+        (root / folder).mkdir()
+        for name in names:
+            (root / folder / name).write_bytes(content)
+    batches = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
+    for folder, content in (("cifar_malicious", pickle.dumps({"data": _Malicious(), "labels": [0]})),
+                            ("cifar_garbage", b"garbage")):
+        (root / folder).mkdir()
+        for name in batches:
+            (root / folder / name).write_bytes(content)
+    (root / "a_file").write_text("x")
+    (root / "foreign").mkdir()
+    (root / "foreign" / "holiday.jpg").write_text("x")
+    shutil.copytree(finished_run, root / "finished")
+    shutil.copytree(finished_run, root / "no_model")
+    os.remove(root / "no_model" / "model.keras")
+    shutil.copytree(finished_run, root / "bad_model")
+    (root / "bad_model" / "model.keras").write_text("not a model")
+    shutil.copytree(finished_run, root / "bad_metrics")
+    (root / "bad_metrics" / "metrics.json").write_text("{not json")
+    shutil.copytree(finished_run, root / "lost_data")
+    metrics = json.loads((root / "lost_data" / "metrics.json").read_text())
+    metrics["config"]["data"] = str(root / "gone.npz")
+    (root / "lost_data" / "metrics.json").write_text(json.dumps(metrics))
+    return root
+
+
+TRAIN = "train"
+AT_FINISHED = ["--output", "{root}/finished", "--overwrite"]
+CASES = [
+    # (script, arguments, what the one line must say)
+    (TRAIN, ["--data", "{root}/missing.npz"], "does not exist"),
+    (TRAIN, ["--data", "{root}/empty.npz"], "not a readable .npz"),
+    (TRAIN, ["--data", "{root}/truncated.npz"], "not a readable .npz"),
+    (TRAIN, ["--data", "{root}/pickle.npz"], "not a readable .npz"),
+    (TRAIN, ["--data", "{root}/nokeys.npz"], "lacks ['y_test']"),
+    (TRAIN, ["--data", "{root}/float.npz"], "x_train must be uint8"),
+    (TRAIN, ["--data", "{root}/oneclass.npz"], "at least 2"),
+    (TRAIN, ["--data", "{root}/mismatch.npz"], "30 labels in y_train for 40 images"),
+    (TRAIN, ["--data", "{root}/unseen.npz"], "y_test has classes that y_train lacks: [7]"),
+    (TRAIN, ["--data", "{root}/gapped.npz"], "no image of classes [1]"),
+    (TRAIN, ["--data", "{root}/noimages.npz"], "holds no images"),
+    (TRAIN, ["--data", "{root}/shapes.npz"], "differ in shape"),
+    (TRAIN, ["--data", "{root}/rank.npz"], "must have shape (N, H, W)"),
+    (TRAIN, ["--data", "{root}/negative.npz"], "negative labels"),
+    (TRAIN, ["--data", "{root}/floatlabels.npz"], "integer class ids"),
+    (TRAIN, ["--data", "{root}/channels.npz"], "1 or 3 channels"),
+    (TRAIN, ["--data", "{root}/notes.txt"], "not an .npz"),
+    (TRAIN, ["--data", "{root}/emptydir"], "neither the four MNIST idx files"),
+    (TRAIN, ["--data", "{root}/idx_truncated"], "not a complete gzip"),
+    (TRAIN, ["--data", "{root}/idx_plain"], "not a complete gzip"),
+    (TRAIN, ["--data", "{root}/idx_magic"], "bad magic number"),
+    (TRAIN, ["--data", "{root}/idx_header"], "truncated inside its idx header"),
+    (TRAIN, ["--data", "{root}/cifar_malicious"], "refusing to load posix.system"),
+    (TRAIN, ["--data", "{root}/cifar_garbage"], "not a CIFAR-10 python batch"),
+    (TRAIN, ["--dataset", "no_such_set_xyz"], "Unknown data set"),
+    (TRAIN, ["--epochs", "0"], "--epochs must be an integer ≥ 1. Received: epochs=0"),
+    (TRAIN, ["--epochs", "two"], "argument --epochs: invalid int value: 'two'"),
+    (TRAIN, ["--batch-size", "-5"], "batch_size=-5"),
+    (TRAIN, ["--lr", "nan"], "lr=nan"),
+    (TRAIN, ["--lr", "-1"], "lr=-1.0"),
+    (TRAIN, ["--lr", "inf"], "lr=inf"),
+    (TRAIN, ["--scale", "0"], "scale=0.0"),
+    (TRAIN, ["--scale", "nan"], "argument --scale: must be finite"),
+    (TRAIN, ["--margin", "4"], "--margin must be in [0, 3.14159) for loss arcface"),
+    (TRAIN, ["--loss", "sphereface", "--margin", "0.5"], "for loss sphereface"),
+    (TRAIN, ["--momentum", "1.5"], "momentum=1.5"),
+    (TRAIN, ["--weight-decay", "-1"], "weight_decay=-1.0"),
+    (TRAIN, ["--validation-fraction", "1"], "validation_fraction=1.0"),
+    (TRAIN, ["--train-samples", "0"], "train_samples=0"),
+    (TRAIN, ["--train-samples", "999999"], "--train-samples must lie in"),
+    (TRAIN, ["--imbalance-ratio", "0.5"], "imbalance_ratio=0.5"),
+    (TRAIN, ["--latent-dim", "1"], "latent_dim=1"),
+    (TRAIN, ["--sub-centers", "0"], "sub_centers=0"),
+    (TRAIN, ["--seed", "-1"], "seed=-1"),
+    (TRAIN, ["--margin-warmup-epochs", "-2"], "margin_warmup_epochs=-2.0"),
+    (TRAIN, ["--backbone-options", "{bad"], "must be a JSON object"),
+    (TRAIN, ["--backbone-options", "[1, 2]"], "must be a JSON object, not list"),
+    (TRAIN, ["--backbone-options", '{"depth": 3}'], "does not take: ['depth']"),
+    (TRAIN, ["--backbone-options", '{"widths": "abc"}'], "cannot build the network model"),
+    (TRAIN, ["--loss", "hinge"], "argument --loss: invalid choice: 'hinge'"),
+    (TRAIN, ["--fixed-centres", "--latent-dim", "4"], "--fixed-centres needs --latent-dim ≥ classes × sub-centers = 10"),
+    (TRAIN, ["--per-class-margins", "--loss", "softmax"], "--per-class-margins needs loss arcface or cosface"),
+    (TRAIN, ["--no-such-flag"], "unrecognized arguments: --no-such-flag"),
+    (TRAIN, ["--output", "{root}/a_file"], "is a file, not a folder"),
+    (TRAIN, ["--output", "{root}/foreign", "--overwrite"], "holds no run"),
+    (TRAIN, ["--output", "{root}/finished"], "holds a finished run; pass --overwrite"),
+    ("evaluate", ["{root}/missing_run"], "does not exist"),
+    ("evaluate", ["{root}/no_model"], "model.keras is missing"),
+    ("evaluate", ["{root}/bad_model"], "is not a readable Keras model"),
+    ("evaluate", ["{root}/bad_metrics"], "is not a run's metrics file"),
+    ("evaluate", ["{root}/lost_data"], "gone.npz' does not exist"),
+    ("compare", ["--output", "{root}/x"], "unrecognized arguments: --output"),
+    ("compare", ["--seeds", "0"], "--seeds: must be ≥ 1"),
+    ("compare", ["--folder", "{root}/a_file"], "--folder"),
+    ("compare", ["--epochs", "0"], "epochs=0"),
+    ("sweep", ["--scale", "8"], "unrecognized arguments: --scale"),
+    ("sweep", ["--margins", "nan"], "margin=nan"),
+    ("imbalance", ["--loss", "softmax"], "unrecognized arguments: --loss"),
+    ("imbalance", ["--ratios", "0.5"], "imbalance_ratio=0.5"),
+    ("convergence", ["--only", "99"], "--only: indices must lie in"),
+    ("embedding_spread", ["--data", "{root}/missing.npz"], "does not exist"),
+]
+
+
+@pytest.mark.parametrize("script, arguments, expected", CASES, ids=[f"{s}:{' '.join(a)}" for s, a, _ in CASES])
+def test_bad_input_is_one_line_exit_2_and_touches_nothing(script, arguments, expected, workspace, capsys):
+    arguments = [a.replace("{root}", str(workspace)) for a in arguments]
+    if script == TRAIN and "--output" not in arguments:
+        arguments += [a.replace("{root}", str(workspace)) for a in AT_FINISHED]  # validated before the old run is replaced
+    before = snapshot(workspace)
+    with pytest.raises(SystemExit) as exit_info:
+        load_script(script).main(arguments)
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert exit_info.value.code == 2, captured.err
+    assert len(lines) == 1 and lines[0].startswith("error: "), captured.err
+    assert expected in lines[0], lines[0]
+    assert "Traceback" not in captured.err
+    assert snapshot(workspace) == before  # nothing written, the finished run byte-identical
+
+
+def test_bad_input_from_a_fresh_process_is_exactly_one_line(tmp_path):
+    """The real stderr of the process, TensorFlow's own start-up lines included."""
+    result = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "train.py"), "--data", str(tmp_path / "x.npz")],
+                            capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [f"error: --data {str(tmp_path / 'x.npz')!r} does not exist."]
+
+
+def _parser(script):
+    module = load_script(script)
+    captured = {}
+    original = cli.ArgumentParser.parse_args
+
+    def capture(self, argv=None, namespace=None):
+        captured["parser"] = self
+        raise SystemExit(0)
+
+    cli.ArgumentParser.parse_args = capture
+    try:
+        with pytest.raises(SystemExit):
+            module.main([])
+    finally:
+        cli.ArgumentParser.parse_args = original
+    return captured["parser"]
+
+
+def _destinations(parser):
+    return {action.dest for action in parser._actions if not isinstance(action, argparse._HelpAction)}
+
+
+def test_every_config_field_is_a_train_flag():
+    fields = {field.name for field in dataclasses.fields(TrainConfig)}
+    assert fields <= _destinations(_parser("train"))
+
+
+@pytest.mark.parametrize("script, set_by_the_study", [
+    ("compare", {"loss", "seed", "output"}),
+    ("sweep", {"scale", "margin", "evaluate_test", "output"}),
+    ("imbalance", {"loss", "imbalance_ratio", "per_class_margins", "output"}),
+    ("convergence", {"output"}),
+])
+def test_studies_refuse_the_flags_they_set_and_accept_the_others(script, set_by_the_study):
+    fields = {field.name for field in dataclasses.fields(TrainConfig)}
+    destinations = _destinations(_parser(script))
+    assert destinations & fields == fields - set_by_the_study
