@@ -25,12 +25,6 @@ from arcface_keras import models
 from arcface_keras.io import write_json_atomic, write_text_atomic
 
 
-def predict(inference_model, images, batch_size=100):
-    """Inference outputs over `images` (NumPy), in batches."""
-    outputs = inference_model.predict(images.astype("float32"), batch_size=batch_size, verbose=0)
-    return {k: np.asarray(v) for k, v in outputs.items()}
-
-
 class InferenceValidation(keras.callbacks.Callback):
     """Validation accuracy and loss of the label-free model, in inference mode.
 
@@ -53,7 +47,7 @@ class InferenceValidation(keras.callbacks.Callback):
         return self.last_accuracy
 
     def on_epoch_end(self, epoch, logs=None):
-        probabilities = predict(self.inference_model, self.images, self.batch_size)["probabilities"]
+        probabilities = models.predict(self.inference_model, self.images, self.batch_size)["probabilities"]
         chosen = probabilities[np.arange(len(self.labels)), self.labels]
         self.last_accuracy = float((probabilities.argmax(axis=1) == self.labels).mean())
         if logs is not None:
@@ -74,11 +68,11 @@ class ClassCentres(keras.callbacks.Callback):
         if len(labels) > max_images:
             _, _, images, labels = data_lib.stratified_split(images, labels, max_images / len(labels), seed=0)
         self.train_model, self.embedding_model = train_model, embedding_model
-        self.images, self.labels, self.batch_size = images.astype("float32"), labels, batch_size
+        self.images, self.labels, self.batch_size = images, labels, batch_size
 
     def on_epoch_end(self, epoch, logs=None):
-        embeddings = self.embedding_model.predict(self.images, batch_size=self.batch_size, verbose=0)
-        models.set_class_centres(self.train_model, np.asarray(embeddings), self.labels)
+        embeddings = models.predict(self.embedding_model, self.images, self.batch_size)
+        models.set_class_centres(self.train_model, embeddings, self.labels)
 
     def on_train_end(self, logs=None):
         self.on_epoch_end(-1)

@@ -38,7 +38,11 @@ def add_training_arguments(parser, exclude=(), **default_overrides):
     defaults = dataclasses.replace(training.TrainConfig(), **default_overrides)
     flags = {
         "dataset": dict(help="digits (embedded), or a tensorflow-datasets name: mnist, cifar10, fashion_mnist, ..."),
-        "data": dict(help="local data: a Keras-layout .npz, an MNIST idx folder or CIFAR-10 batches"),
+        "data": dict(help="local data: an image folder (class subfolders, or train/ val/ test/ of class subfolders), "
+                          "a Keras-layout .npz, an MNIST idx folder or CIFAR-10 batches"),
+        "image_size": dict(type=int, nargs=2, metavar=("H", "W"), help="resize image-folder images to H×W"),
+        "color_mode": dict(choices=data_lib.folders.COLOR_MODES, help="image folders: grayscale, rgb or auto (from the images)"),
+        "cache": dict(help="image folders: cache decoded images in 'memory' or in this file"),
         "loss": dict(choices=models.LOSSES),
         "backbone": dict(choices=backbones.BACKBONES),
         "epochs": dict(type=int),

@@ -2,8 +2,8 @@
 
 The default signature (``serving_default``, also named ``serve``) takes raw
 float32 images (B, H, W, C) in 0–255; ``serve_uint8`` takes uint8 images.
-Both return ``embedding`` (B, D, unit norm), ``probabilities`` (B, C) and
-``class_id`` (B,). Preprocessing is inside the model. The export loads with
+Both return ``embedding`` (B, D, unit norm), ``probabilities`` (B, C),
+``class_id`` (B,) and ``class_name`` (B,) strings. Preprocessing is inside the model. The export loads with
 `tf.saved_model.load` in a process that never imported arcface_keras.
 """
 
@@ -16,22 +16,27 @@ import keras
 import tensorflow as tf
 
 
-def export_saved_model(inference_model, path):
+def export_saved_model(inference_model, path, class_names=None):
     """Write `inference_model` as a SavedModel at `path`, atomically.
+
+    With `class_names` (one string per class id) the signatures also return
+    ``class_name``, the name of ``class_id``.
 
     The export is written into a temporary folder beside `path` and moved
     into place only when complete; an earlier export at `path` is replaced.
     """
     image_shape = tuple(inference_model.inputs[0].shape[1:])
+    names = None if class_names is None else tf.constant([str(name) for name in class_names])
 
     def serve(images):
         outputs = inference_model(tf.cast(images, tf.float32), training=False)
         probabilities = tf.cast(outputs["probabilities"], tf.float32)
-        return {
-            "embedding": tf.cast(outputs["embedding"], tf.float32),
-            "probabilities": probabilities,
-            "class_id": tf.argmax(probabilities, axis=-1, output_type=tf.int32),
-        }
+        class_id = tf.argmax(probabilities, axis=-1, output_type=tf.int32)
+        result = {"embedding": tf.cast(outputs["embedding"], tf.float32), "probabilities": probabilities,
+                  "class_id": class_id}
+        if names is not None:
+            result["class_name"] = tf.gather(names, class_id)
+        return result
 
     archive = keras.export.ExportArchive()
     archive.track(inference_model)

@@ -8,6 +8,7 @@ mean and std is the first layer, so exported models take raw pixels.
 """
 
 import keras
+import numpy as np
 from keras import layers
 
 from arcface_keras import backbones
@@ -131,6 +132,15 @@ def set_class_centres(train_model, embeddings, labels):
     centres = np.stack([unit[labels == c].mean(axis=0) if np.any(labels == c) else np.zeros(unit.shape[1])
                         for c in range(head.num_classes)], axis=1)
     head.kernel.assign(centres.astype("float32"))
+
+
+def predict(model, images, batch_size=100):
+    """`model`'s outputs over `images` (a uint8 array or `ImageFiles`), in
+    batches; a dict of NumPy arrays for a dict-output model, else one array."""
+    from arcface_keras.data import image_batches
+
+    outputs = model.predict(image_batches(images, batch_size), verbose=0)
+    return {k: np.asarray(v) for k, v in outputs.items()} if isinstance(outputs, dict) else np.asarray(outputs)
 
 
 def uses_labels(train_model):

@@ -52,7 +52,8 @@ def _class_colours(num_classes):
     return matplotlib.colormaps["tab10" if num_classes <= 10 else "tab20"](np.arange(num_classes) % 20)
 
 
-def embeddings(path, vectors, labels, centres=None, sub_centers=1, title="Embeddings", max_points=3000, seed=0):
+def embeddings(path, vectors, labels, centres=None, sub_centers=1, title="Embeddings", max_points=3000, seed=0,
+               class_names=None):
     """Embeddings on the circle (D = 2), on the sphere (D = 3), or projected.
 
     For D = 2 and 3 the points are normalised onto the unit circle / sphere
@@ -105,14 +106,16 @@ def embeddings(path, vectors, labels, centres=None, sub_centers=1, title="Embedd
         axis.scatter(points[:, 0], points[:, 1], c=colours[labels], s=3, alpha=0.6)
         axis.set_aspect("equal")
     if num_classes <= 20:
-        handles = [Line2D([], [], marker="o", linestyle="", color=colours[c], label=str(c)) for c in range(num_classes)]
+        names = class_names or [str(c) for c in range(num_classes)]
+        handles = [Line2D([], [], marker="o", linestyle="", color=colours[c], label=names[c]) for c in range(num_classes)]
         axis.legend(handles=handles, title="class", fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))
     axis.set_title(title)
     return _save(figure, path)
 
 
-def confusion_matrix(path, matrix, title="Confusion matrix"):
-    """A confusion matrix (rows: true class, columns: predicted), counts written in."""
+def confusion_matrix(path, matrix, title="Confusion matrix", class_names=None):
+    """A confusion matrix (rows: true class, columns: predicted), counts written in;
+    up to 20 classes are labelled with `class_names`."""
     matrix = np.asarray(matrix)
     figure = _figure((6, 5.5))
     axis = figure.subplots()
@@ -122,6 +125,9 @@ def confusion_matrix(path, matrix, title="Confusion matrix"):
         for (i, j), value in np.ndenumerate(matrix):
             axis.text(j, i, str(value), ha="center", va="center", fontsize=7,
                       color="white" if value > matrix.max() / 2 else "black")
+    if class_names is not None and len(matrix) <= 20:
+        axis.set_xticks(range(len(matrix)), class_names, rotation=90, fontsize=7)
+        axis.set_yticks(range(len(matrix)), class_names, fontsize=7)
     axis.set_xlabel("predicted")
     axis.set_ylabel("true")
     axis.set_title(title)

@@ -40,7 +40,7 @@ def evaluate_run(folder, train_model, splits, batch_size=100, extra=None, infere
         The metrics dict, as written to ``metrics.json``.
     """
     inference = inference or models.inference_model(train_model)
-    outputs = inference.predict(splits.x_test.astype("float32"), batch_size=batch_size, verbose=0)
+    outputs = models.predict(inference, splits.x_test, batch_size)
     head = train_model.get_layer("head")
     sub_centers = getattr(head, "sub_centers", 1)
     centres = models.class_centres(train_model)
@@ -49,11 +49,13 @@ def evaluate_run(folder, train_model, splits, batch_size=100, extra=None, infere
         centres, sub_centers, splits.num_classes,
     )
     metrics["centre_cosine"] = evaluation.centre_cosines(centres)
+    metrics["class_names"] = list(splits.class_names)
     metrics.update(extra or {})
     name = f"{splits.name} / {metrics.get('loss', train_model.name)}"
     plots.embeddings(os.path.join(folder, FIGURES["embeddings"]), outputs["embedding"], splits.y_test,
-                     centres, sub_centers, title=f"Test embeddings, {name}")
-    plots.confusion_matrix(os.path.join(folder, FIGURES["confusion"]), metrics["confusion_matrix"], title=f"Confusion, {name}")
+                     centres, sub_centers, title=f"Test embeddings, {name}", class_names=splits.class_names)
+    plots.confusion_matrix(os.path.join(folder, FIGURES["confusion"]), metrics["confusion_matrix"], title=f"Confusion, {name}",
+                           class_names=splits.class_names)
     plots.target_angle_histogram(os.path.join(folder, FIGURES["angles"]), arrays["target_angles"], splits.y_test,
                                  title=f"Angle to own class centre, {name}")
     plots.roc_curve(os.path.join(folder, FIGURES["roc"]), arrays["roc"]["far"], arrays["roc"]["tar"], title=f"Verification ROC, {name}")
@@ -94,8 +96,10 @@ def render(metrics, name):
     lines += [f"| {key.replace('_', ' ')} | {value:.2f} |" for key, value in angles.items()]
     per_class = metrics["per_class"]
     lines += ["", "| class | precision | recall | F1 | support |", "| --- | --- | --- | --- | --- |"]
+    names = metrics.get("class_names") or [str(c) for c in range(len(per_class["f1"]))]
     for c, (p, r, f, s) in enumerate(zip(per_class["precision"], per_class["recall"], per_class["f1"], per_class["support"])):
-        lines.append(f"| {c} | {p:.4f} | {r:.4f} | {f:.4f} | {s} |")
+        label = str(c) if names[c] == str(c) else f"{c}: {names[c].replace('|', '/')}"
+        lines.append(f"| {label} | {p:.4f} | {r:.4f} | {f:.4f} | {s} |")
     if "train_seconds" in metrics:
         lines += ["", f"Training: {metrics.get('epochs')} epochs, {metrics['train_seconds']:.0f} s."]
     lines += ["", *[f"![{key}]({path})" for key, path in FIGURES.items()], ""]
@@ -123,13 +127,14 @@ def evaluate_folder(folder, flip_test=False):
         settings = [config[k] for k in ("dataset", "data", "validation_fraction", "train_samples", "seed", "batch_size")]
     except (OSError, ValueError, KeyError, TypeError) as error:
         raise RunFolderError(f"{metrics_path!r} is not a run's metrics file ({type(error).__name__}: {error}).") from None
-    splits = data_lib.load(*settings[:5], imbalance_ratio=config.get("imbalance_ratio"))
+    splits = data_lib.load(*settings[:5], imbalance_ratio=config.get("imbalance_ratio"),
+                           image_size=config.get("image_size"), color_mode=config.get("color_mode", "auto"))
     try:
         train_model = keras.models.load_model(model_path)
     except Exception as error:  # Keras raises many kinds on a file that is not a model
         raise RunFolderError(f"{model_path!r} is not a readable Keras model ({type(error).__name__}: {error}).") from None
     keep = {k: previous[k] for k in ("dataset", "loss", "epochs", "train_seconds", "seconds_per_epoch", "train_images",
-                                     "images_per_second", "precision_policy", "val_accuracy", "train_class_counts",
+                                     "images_per_second", "precision_policy", "val_accuracy", "train_class_counts", "class_names", "data",
                                      "config") if k in previous}
     if flip_test:
         folder = os.path.join(folder, "flip_test")

@@ -52,6 +52,9 @@ class TrainConfig:
 
     dataset: str = "digits"
     data: str | None = None
+    image_size: list | None = None  # [H, W]: image folders are resized to it
+    color_mode: str = "auto"  # image folders: grayscale, rgb, or auto (from the images)
+    cache: str | None = None  # image folders: cache decoded images in "memory" or in this file
     loss: str = "arcface"
     backbone: str = "network"
     epochs: int = 30
@@ -96,6 +99,11 @@ class TrainConfig:
         checks = [
             ("dataset", isinstance(self.dataset, str) and self.dataset != "", "a data set name"),
             ("data", self.data is None or (isinstance(self.data, str) and self.data != ""), "a path"),
+            ("image_size", self.image_size is None or (isinstance(self.image_size, (list, tuple)) and len(self.image_size) == 2
+                                                       and all(_integer(v, 1) for v in self.image_size)),
+             "two integers ≥ 1 (H W)"),
+            ("color_mode", self.color_mode in data_lib.folders.COLOR_MODES, f"one of {data_lib.folders.COLOR_MODES}"),
+            ("cache", self.cache is None or (isinstance(self.cache, str) and self.cache != ""), "'memory' or a file path"),
             ("loss", self.loss in models.LOSSES, f"one of {models.LOSSES}"),
             ("backbone", self.backbone in backbones.BACKBONES, f"one of {backbones.BACKBONES}"),
             ("epochs", _integer(self.epochs, 1), "an integer ≥ 1"),
@@ -211,10 +219,7 @@ def train(config):
 
         tf.config.experimental.enable_op_determinism()
     keras.utils.set_random_seed(config.seed)
-    splits = data_lib.load(
-        config.dataset, config.data, config.validation_fraction, config.train_samples, config.seed,
-        imbalance_ratio=config.imbalance_ratio,
-    )
+    splits = load_data(config)
     previous_policy = keras.mixed_precision.dtype_policy()
     keras.mixed_precision.set_dtype_policy(resolve_precision(config.precision))
     try:
@@ -238,10 +243,18 @@ def train(config):
         if not config.evaluate_test:
             write_json_atomic(os.path.join(folder, run_folder.METRICS), extra)
             return extra
-        export.export_saved_model(inference, os.path.join(folder, "saved_model"))
+        export.export_saved_model(inference, os.path.join(folder, "saved_model"), splits.class_names)
         return report.evaluate_run(folder, train_model, splits, config.batch_size, extra=extra, inference=inference)
     finally:
         keras.mixed_precision.set_dtype_policy(previous_policy)
+
+
+def load_data(config):
+    """The `DataSplits` of `config` (its data, splits, subset and image settings)."""
+    return data_lib.load(
+        config.dataset, config.data, config.validation_fraction, config.train_samples, config.seed,
+        imbalance_ratio=config.imbalance_ratio, image_size=config.image_size, color_mode=config.color_mode,
+    )
 
 
 def _build_models(config, splits):
@@ -304,6 +317,9 @@ def _fit(config, folder, splits, plan, train_model, inference):
         "precision_policy": keras.mixed_precision.dtype_policy().name,
         "val_accuracy": validation.accuracy(),
         "train_class_counts": np.bincount(splits.y_train, minlength=splits.num_classes).tolist(),
+        "class_names": list(splits.class_names),
+        "data": {**splits.details, "image_shape": list(splits.image_shape), "train": int(len(splits.y_train)),
+                 "validation": int(len(splits.y_val)), "test": int(len(splits.y_test))},
         "config": config_record(config),
     }
     save_model_atomic(train_model, os.path.join(folder, run_folder.MODEL))
@@ -370,7 +386,7 @@ def _fit_plan(config, splits, train_model):
     return FitPlan(
         model=train_model,
         data=data_lib.make_dataset(splits.x_train, splits.y_train, config.batch_size, training=True, augment=augment,
-                                   seed=config.seed, labels_as_input=labels_as_input),
+                                   seed=config.seed, labels_as_input=labels_as_input, cache=config.cache),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
         steps_per_epoch=int(np.ceil(len(splits.y_train) / config.batch_size)),

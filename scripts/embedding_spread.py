@@ -38,7 +38,8 @@ def main(argv=None):
         if getattr(args, name) < 1:
             parser.error(f"argument --{name}: must be ≥ 1. Received: {getattr(args, name)}")
     splits = cli.run_or_explain(data_lib.load, args.dataset, args.data)
-    images = splits.x_test[: args.images].astype("float32")
+    images = splits.x_test[: args.images]
+    images = (images if isinstance(images, np.ndarray) else images.load()).astype("float32")
     print(f"{splits.name}: mean cosine between embeddings of {len(images)} test images at initialisation "
           f"(mean over {args.seeds} seeds)\n")
     print("| backbone | embedding BN | mean pairwise cosine |\n| --- | --- | --- |")

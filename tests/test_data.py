@@ -116,7 +116,7 @@ def test_unknown_tfds_name():
 
 
 def test_tfds_without_network_fails_fast(tmp_path, monkeypatch):
-    monkeypatch.setattr(data, "network_available", lambda *a, **k: False)
+    monkeypatch.setattr(data.sources, "network_available", lambda *a, **k: False)
     start = time.perf_counter()
     with pytest.raises(DataError, match="--data"):
         data.load("mnist", data_dir=str(tmp_path))
@@ -131,7 +131,7 @@ def test_network_probe_answers_quickly():
 
 @pytest.mark.parametrize("name, shape", [("mnist", (28, 28, 1)), ("cifar10", (32, 32, 3)), ("fashion_mnist", (28, 28, 1))])
 def test_tfds_path_with_mock_data(name, shape, tmp_path, monkeypatch):
-    monkeypatch.setattr(data, "network_available", lambda *a, **k: True)
+    monkeypatch.setattr(data.sources, "network_available", lambda *a, **k: True)
     with tfds.testing.mock_data(num_examples=40):
         splits = data.load(name, data_dir=str(tmp_path), validation_fraction=0.25)
     assert splits.image_shape == shape and splits.x_train.dtype == np.uint8

@@ -1,0 +1,159 @@
+"""tf.data pipelines: shuffled, augmented training batches; P × K batches
+for the triplet loss; plain batches for inference. Images come from arrays
+in memory or from `ImageFiles` decoded from disk.
+"""
+
+import numpy as np
+
+from arcface_keras.errors import DataError
+
+AUGMENTATIONS = ("crop-flip", "crop-flip-cutout", "shift")
+CUTOUT_SIZE = 12  # airbench96's choice for CIFAR-10 at a ~45-epoch budget (DeVries & Taylor used 16 at 200 epochs)
+
+
+SHUFFLE_BUFFER_CACHED = 10_000  # decoded images a cached file pipeline shuffles among
+
+
+def _source(images, labels, training, seed, cache=None):
+    """Unbatched (uint8 image, int32 label) elements, shuffled when training.
+
+    Arrays are sliced from memory. Files are shuffled as paths (so nothing
+    but the paths is held) and decoded in parallel; with `cache`
+    (``"memory"`` or a file path) the decoded images are cached after the
+    first epoch and shuffled in a buffer of `SHUFFLE_BUFFER_CACHED`.
+    """
+    import tensorflow as tf
+
+    labels = np.asarray(labels).astype("int32")
+    if isinstance(images, np.ndarray):
+        dataset = tf.data.Dataset.from_tensor_slices((images, labels))
+        return dataset.shuffle(len(labels), seed=seed, reshuffle_each_iteration=True) if training else dataset
+    dataset = tf.data.Dataset.from_tensor_slices((images.paths.astype(str), labels))
+    if training and not cache:
+        dataset = dataset.shuffle(len(labels), seed=seed, reshuffle_each_iteration=True)
+    dataset = dataset.map(lambda path, label: (images.decode(path), label), num_parallel_calls=tf.data.AUTOTUNE)
+    if cache:
+        dataset = dataset.cache("" if cache == "memory" else cache)
+        if training:
+            dataset = dataset.shuffle(min(len(labels), SHUFFLE_BUFFER_CACHED), seed=seed, reshuffle_each_iteration=True)
+    return dataset
+
+
+def image_batches(images, batch_size=100):
+    """Batches of float32 images (0–255), in order, for inference."""
+    import tensorflow as tf
+
+    dataset = _source(images, np.zeros(len(images), dtype="int32"), training=False, seed=0)
+    return dataset.batch(batch_size).map(lambda image, _: tf.cast(image, tf.float32)).prefetch(tf.data.AUTOTUNE)
+
+
+def make_dataset(images, labels, batch_size=100, training=False, augment=None, seed=0, labels_as_input=True,
+                 cache=None):
+    """A tf.data pipeline of raw float32 images (0–255) and int32 labels.
+
+    Training pipelines are shuffled anew each epoch; `augment` is `None`,
+    ``"crop-flip"`` (random crop after 4-pixel zero padding and a random
+    horizontal flip: the CIFAR recipe), ``"crop-flip-cutout"`` (the same, then
+    a `CUTOUT_SIZE`-pixel square at a random centre, clipped at the border,
+    filled with the image's mean colour: Cutout, DeVries & Taylor 2017) or ``"shift"`` (random crop after
+    2-pixel padding, no flip: for digits, whose mirror images are not digits). Elements are ``((images, labels), labels)`` when
+    `labels_as_input` (margin heads read the labels), else
+    ``(images, labels)``. `images` is a uint8 array or `ImageFiles` (decoded
+    from disk as they stream; `cache` as in `_source`).
+    """
+    import tensorflow as tf
+
+    if batch_size < 1:
+        raise DataError(f"batch_size must be positive. Received: batch_size={batch_size}")
+    dataset = _source(images, labels, training, seed, cache)
+    if training and augment:
+        transform = augmentation(augment)
+        dataset = dataset.map(lambda image, label: (transform(image), label), num_parallel_calls=tf.data.AUTOTUNE)
+    dataset = dataset.batch(batch_size)
+
+    def to_model_inputs(image, label):
+        image = tf.cast(image, tf.float32)
+        return ((image, label), label) if labels_as_input else (image, label)
+
+    return dataset.map(to_model_inputs, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+
+
+def augmentation(name):
+    """The per-image transform called `name` (see `make_dataset`)."""
+    import tensorflow as tf
+
+    if name not in AUGMENTATIONS:
+        raise DataError(f"augment must be one of {AUGMENTATIONS} or None. Received: augment={name!r}")
+    padding, flip = (2, False) if name == "shift" else (4, True)
+    cutout = name == "crop-flip-cutout"
+
+    def transform(image):
+        padded = tf.pad(image, [[padding, padding], [padding, padding], [0, 0]])
+        image = tf.image.random_crop(padded, tf.shape(image))
+        image = tf.image.random_flip_left_right(image) if flip else image
+        return cut_out(image, CUTOUT_SIZE) if cutout else image
+
+    return transform
+
+
+def cut_out(image, size):
+    """`image` (H, W, C) with a size×size square at a uniformly drawn centre
+    (clipped where it crosses the border) set to the image's mean colour."""
+    import tensorflow as tf
+
+    shape = tf.shape(image)
+    centre = tf.cast(tf.random.uniform([2]) * tf.cast(shape[:2], tf.float32), tf.int32)
+    low, high = centre - size // 2, centre - size // 2 + size
+    rows, cols = tf.range(shape[0]), tf.range(shape[1])
+    inside = ((rows >= low[0]) & (rows < high[0]))[:, None] & ((cols >= low[1]) & (cols < high[1]))[None, :]
+    mean = tf.cast(tf.reduce_mean(tf.cast(image, tf.float32), axis=[0, 1]), image.dtype)
+    return tf.where(inside[..., None], mean[None, None, :], image)
+
+
+def balanced_dataset(images, labels, classes_per_batch, samples_per_class, seed=0, augment=None):
+    """Endless P×K batches: P classes drawn without replacement, K images each.
+
+    Every batch holds positives for every anchor, as triplet mining needs. A
+    class with fewer than K images is drawn with replacement. Elements are
+    ``(images, labels)``, raw float32 images; use with ``steps_per_epoch``
+    (`balanced_steps`).
+    """
+    import tensorflow as tf
+
+    classes = np.unique(labels)
+    if not 2 <= classes_per_batch <= len(classes):
+        raise DataError(f"classes_per_batch must lie in [2, {len(classes)}]. Received: {classes_per_batch}")
+    if samples_per_class < 2:
+        raise DataError(f"samples_per_class must be ≥ 2. Received: {samples_per_class}")
+    members = [np.flatnonzero(labels == c) for c in classes]
+
+    def index_batches():
+        rng = np.random.default_rng(seed)
+        while True:
+            chosen = rng.choice(len(classes), classes_per_batch, replace=False)
+            yield np.concatenate(
+                [rng.choice(members[c], samples_per_class, replace=len(members[c]) < samples_per_class) for c in chosen]
+            )
+
+    in_memory = isinstance(images, np.ndarray)
+    image_table = tf.constant(images if in_memory else images.paths.astype(str))
+    label_table = tf.constant(labels.astype("int32"))
+
+    transform = augmentation(augment) if augment else None
+
+    def gather(indices):
+        batch = tf.gather(image_table, indices)
+        if not in_memory:
+            batch = tf.map_fn(images.decode, batch, fn_output_signature=tf.TensorSpec(images.image_shape, tf.uint8))
+        if transform is not None:
+            batch = tf.map_fn(transform, batch)
+        return tf.cast(batch, tf.float32), tf.gather(label_table, indices)
+
+    size = classes_per_batch * samples_per_class
+    dataset = tf.data.Dataset.from_generator(index_batches, output_signature=tf.TensorSpec((size,), tf.int64))
+    return dataset.map(gather, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+
+
+def balanced_steps(num_images, classes_per_batch, samples_per_class):
+    """Steps of `balanced_dataset` that see about as many images as one epoch."""
+    return max(1, num_images // (classes_per_batch * samples_per_class))
