@@ -10,15 +10,29 @@ its angle to the class centres means something from the first step.
 import keras
 from keras import layers
 
-BACKBONES = ("network", "resnet", "fastnet")
+from arcface_keras import pretrained
+
+OWN_BACKBONES = ("network", "resnet", "fastnet")
+BACKBONES = (*OWN_BACKBONES, *pretrained.APPLICATIONS)
 
 
-def build(name, input_shape, latent_dim=128, **options):
-    """The backbone called `name` (``network``, ``resnet`` or ``fastnet``)."""
-    if name not in BACKBONES:
-        raise ValueError(f"`backbone` must be one of {BACKBONES}. Received: backbone={name!r}")
+def build(name, input_shape, latent_dim=128, weights=None, **options):
+    """The backbone called `name`: one of ours (``network``, ``resnet``,
+    ``fastnet``, trained from scratch), a `keras.applications` model (see
+    `arcface_keras.pretrained`; `weights` defaults to ``imagenet``), or any
+    `keras.Model` given as `name` (image → feature map or vector)."""
     if not isinstance(latent_dim, int) or latent_dim < 2:
         raise ValueError(f"`latent_dim` must be an integer ≥ 2. Received: latent_dim={latent_dim!r}")
+    if isinstance(name, keras.Model):
+        return pretrained.from_model(name, input_shape, latent_dim, **options)
+    if name not in BACKBONES:
+        raise ValueError(f"`backbone` must be one of {BACKBONES} or a keras.Model. Received: backbone={name!r}")
+    if pretrained.is_pretrained(name):
+        return pretrained.backbone(name, input_shape, latent_dim, weights="imagenet" if weights is None else weights,
+                                   **options)
+    if weights not in (None, "none"):
+        raise ValueError(f"`weights` applies to pretrained backbones only; {name} trains from scratch. "
+                         f"Received: weights={weights!r}")
     return _BUILDERS[name](input_shape, latent_dim, **options)
 
 
@@ -26,8 +40,9 @@ def option_names(name):
     """The keyword options the backbone called `name` takes (beyond shape and size)."""
     import inspect
 
-    parameters = inspect.signature(_BUILDERS[name]).parameters
-    return tuple(p for p in parameters if p not in ("input_shape", "latent_dim"))
+    function = pretrained.backbone if pretrained.is_pretrained(name) else _BUILDERS[name]
+    parameters = inspect.signature(function).parameters
+    return tuple(p for p in parameters if p not in ("name", "input_shape", "latent_dim", "weights"))
 
 
 def _embedding(features, latent_dim, momentum, embedding_bn):

@@ -37,6 +37,7 @@ def build_models(
     easy_margin=False,
     backbone_options=None,
     flip_test=False,
+    weights=None,
 ):
     """Build ``(train_model, inference_model)`` sharing one set of weights.
 
@@ -49,7 +50,9 @@ def build_models(
             whose centres `set_class_centres` fills from training embeddings
             (classification by nearest class centre); the model to fit is
             `embedding_model(train_model)`. Defaults to `"arcface"`.
-        backbone: ``network`` or ``resnet``. Defaults to `"network"`.
+        backbone: a name of `backbones.BACKBONES` or any `keras.Model`
+            (image → feature map or vector; it receives normalised images).
+            Defaults to `"network"`.
         latent_dim: embedding size. Defaults to `128`.
         scale: of the margin head; `None` takes the layer's default.
         margin: of the margin head; `None` takes `RECIPE_MARGINS[loss]`.
@@ -59,14 +62,19 @@ def build_models(
         easy_margin: the margin head's `easy_margin`. Defaults to `False`.
         backbone_options: extra keyword arguments of the backbone.
         flip_test: the inference model uses the flip test (see `inference_model`).
+        weights: of a pretrained backbone: ``imagenet`` (its default), ``none``
+            or a ``.weights.h5`` path. Pretrained backbones take raw pixels:
+            `mean` and `std` are then not applied.
     """
     if loss not in LOSSES:
         raise ValueError(f"`loss` must be one of {LOSSES}. Received: loss={loss!r}")
+    if backbones.pretrained.is_pretrained(backbone):  # its own preprocessing is inside it
+        mean, std = (0.0,) * image_shape[-1], (1 / 255.0,) * image_shape[-1]
     images = keras.Input(image_shape, name="image")
     normalized = layers.Normalization(
         mean=[255.0 * m for m in mean], variance=[(255.0 * s) ** 2 for s in std], name="normalize"
     )(images)
-    extractor = backbones.build(backbone, image_shape, latent_dim, **(backbone_options or {}))
+    extractor = backbones.build(backbone, image_shape, latent_dim, weights=weights, **(backbone_options or {}))
     embeddings = extractor(normalized)
     if loss == "softmax":
         head = layers.Dense(num_classes, dtype="float32", name="head")

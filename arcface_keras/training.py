@@ -18,7 +18,7 @@ import shutil
 import keras
 import numpy as np
 
-from arcface_keras import backbones, export, models, report, run_folder
+from arcface_keras import backbones, export, models, pretrained, report, run_folder
 from arcface_keras import data as data_lib
 from arcface_keras.callbacks import (
     ClassCentres,
@@ -89,6 +89,9 @@ class TrainConfig:
     evaluate_test: bool = True  # False: validation only (sweeps select on it)
     validation_fraction: float = 0.1
     backbone_options: dict = dataclasses.field(default_factory=dict)
+    weights: str | None = None  # pretrained backbones: imagenet (default), none, or a .weights.h5 path
+    freeze_backbone_epochs: int = 0  # pretrained backbones: train only the new layers for this many epochs
+    backbone_lr_factor: float = 1.0  # pretrained backbones: learning-rate factor of the pretrained part (SGD)
     output: str | None = None
     overwrite: bool = False  # replace a finished run in `output`
     verbose: int = 2
@@ -138,6 +141,10 @@ class TrainConfig:
             ("validation_fraction", _number(self.validation_fraction, 0, 1, low_open=True, high_open=True),
              "in (0, 1)"),
             ("backbone_options", isinstance(self.backbone_options, dict), "a dict (JSON object)"),
+            ("weights", self.weights is None or (isinstance(self.weights, str) and self.weights != ""),
+             "imagenet, none or a .weights.h5 path"),
+            ("freeze_backbone_epochs", _integer(self.freeze_backbone_epochs, 0), "an integer ≥ 0"),
+            ("backbone_lr_factor", _number(self.backbone_lr_factor, 0, math.inf), "a number ≥ 0"),
             ("output", self.output is None or (isinstance(self.output, str) and self.output != ""), "a path"),
             ("overwrite", isinstance(self.overwrite, bool), "True or False"),
             ("verbose", self.verbose in (0, 1, 2), "0, 1 or 2"),
@@ -153,6 +160,13 @@ class TrainConfig:
                 f"--backbone-options has options that backbone {self.backbone!r} does not take: {unknown}; "
                 f"it takes {list(backbones.option_names(self.backbone))}. Received: {self.backbone_options!r}"
             )
+        pretrained_only = {"weights": self.weights not in (None, "none"), "freeze_backbone_epochs": self.freeze_backbone_epochs > 0,
+                           "backbone_lr_factor": self.backbone_lr_factor != 1.0}
+        if not pretrained.is_pretrained(self.backbone) and any(pretrained_only.values()):
+            name = next(k for k, used in pretrained_only.items() if used)
+            raise UserInputError(f"--{name.replace('_', '-')} applies to pretrained backbones "
+                                 f"({', '.join(pretrained.APPLICATIONS)}); {self.backbone} trains from scratch. "
+                                 f"Received: {name}={getattr(self, name)!r}")
         if self.per_class_margins and self.loss not in ("arcface", "cosface"):
             raise UserInputError(f"--per-class-margins needs loss arcface or cosface. Received: loss={self.loss!r}")
 
@@ -226,8 +240,11 @@ def train(config):
         with make_strategy(config.strategy).scope():
             train_model, inference = _build_models(config, splits)
             plan = _fit_plan(config, splits, train_model)
+            optimizer = make_optimizer(config, plan.steps_per_epoch)
+            if pretrained.is_pretrained(config.backbone):
+                optimizer.exclude_from_weight_decay(var_list=pretrained.pretrained_variables(train_model))
             plan.model.compile(
-                optimizer=make_optimizer(config, plan.steps_per_epoch),
+                optimizer=optimizer,
                 loss=plan.loss,
                 metrics=plan.metrics,
                 jit_compile=config.jit_compile,
@@ -270,6 +287,7 @@ def _build_models(config, splits):
             loss=config.loss, backbone=config.backbone, latent_dim=config.latent_dim, scale=config.scale,
             margin=margin, sub_centers=config.sub_centers, fixed_centres=fixed_centres,
             easy_margin=config.easy_margin, backbone_options=config.backbone_options, flip_test=config.flip_test,
+            weights=config.weights,
         )
     except (TypeError, ValueError) as error:
         raise UserInputError(
@@ -284,6 +302,10 @@ def _fit(config, folder, splits, plan, train_model, inference):
     timer = EpochTimer(os.path.join(folder, "epoch_seconds.json"))
     validation = InferenceValidation(inference, splits.x_val, splits.y_val, config.batch_size)
     guard = DivergenceGuard(train_model)
+    if pretrained.is_pretrained(config.backbone):
+        gradient = train_model.get_layer("backbone").get_layer(pretrained.GRADIENT_LAYER)
+        plan.callbacks_first.append(
+            pretrained.BackboneSchedule(gradient, config.freeze_backbone_epochs, config.backbone_lr_factor))
     callbacks = [
         *plan.callbacks_first,
         validation,

@@ -38,6 +38,8 @@ def workspace(tmp_path_factory, finished_run):
     labels = np.arange(40) % 4
     good = dict(x_train=images, y_train=labels, x_test=images[:8], y_test=labels[:8])
     _npz(root / "good.npz", **good)
+    big = rng.integers(0, 256, size=(8, 32, 32), dtype=np.uint8)
+    _npz(root / "good32.npz", x_train=big, y_train=np.arange(8) % 2, x_test=big[:2], y_test=np.arange(2))
     (root / "empty.npz").write_bytes(b"")
     (root / "truncated.npz").write_bytes((root / "good.npz").read_bytes()[:300])
     _npz(root / "pickle.npz", **{**good, "x_train": np.array([{"a": 1}] * 40, dtype=object)})
@@ -74,6 +76,14 @@ def workspace(tmp_path_factory, finished_run):
     (root / "a_file").write_text("x")
     (root / "foreign").mkdir()
     (root / "foreign" / "holiday.jpg").write_text("x")
+    for name in ("cat", "dog"):
+        (root / "broken_images" / name).mkdir(parents=True)
+        (root / "broken_images" / name / "x.png").write_bytes(b"not a png")
+        (root / "mixed_sizes" / name).mkdir(parents=True)
+    from PIL import Image
+
+    Image.new("L", (8, 8)).save(root / "mixed_sizes" / "cat" / "a.png")
+    Image.new("L", (9, 7)).save(root / "mixed_sizes" / "dog" / "b.png")
     shutil.copytree(finished_run, root / "finished")
     shutil.copytree(finished_run, root / "no_model")
     os.remove(root / "no_model" / "model.keras")
@@ -148,6 +158,18 @@ CASES = [
     (TRAIN, ["--output", "{root}/a_file"], "is a file, not a folder"),
     (TRAIN, ["--output", "{root}/foreign", "--overwrite"], "holds no run"),
     (TRAIN, ["--output", "{root}/finished"], "holds a finished run; pass --overwrite"),
+    (TRAIN, ["--data", "{root}/broken_images"], "holds no readable image (2 files failed to decode)"),
+    (TRAIN, ["--data", "{root}/mixed_sizes"], "images differ in size (7×9, 8×8, …); pass --image-size H W"),
+    (TRAIN, ["--data", "{root}/mixed_sizes", "--image-size", "0", "8"], "--image-size must be two integers ≥ 1"),
+    (TRAIN, ["--image-size", "8"], "argument --image-size: expected 2 arguments"),
+    (TRAIN, ["--color-mode", "sepia"], "argument --color-mode: invalid choice"),
+    (TRAIN, ["--weights", "imagenet"], "--weights applies to pretrained backbones"),
+    (TRAIN, ["--backbone", "mobilenet_v3_small", "--weights", "{root}/missing.weights.h5"], "no such file"),
+    (TRAIN, ["--backbone", "mobilenet_v3_small", "--weights", "{root}/notes.txt", "--data", "{root}/good32.npz"],
+     "does not load into MobileNetV3Small"),
+    (TRAIN, ["--backbone", "mobilenet_v3_small", "--weights", "none"], "Input size must be at least 32x32"),
+    (TRAIN, ["--backbone", "mobilenet_v3_small", "--freeze-backbone-epochs", "-1"], "freeze_backbone_epochs=-1"),
+    (TRAIN, ["--backbone", "resnet50_v2", "--backbone-lr-factor", "nan"], "backbone_lr_factor=nan"),
     ("evaluate", ["{root}/missing_run"], "does not exist"),
     ("evaluate", ["{root}/no_model"], "model.keras is missing"),
     ("evaluate", ["{root}/bad_model"], "is not a readable Keras model"),
