@@ -89,7 +89,9 @@ def backbone(name, input_shape, latent_dim=128, weights="imagenet", dropout=0.2,
             of the application built with ``include_top=False``.
             Defaults to `"imagenet"`.
         dropout: dropout rate before the embedding layer. Defaults to `0.2`.
-        bn_momentum: momentum of the embedding's batch norm. Defaults to `0.9`.
+        bn_momentum: momentum of the embedding's batch norm, and of the
+            application's batch norms when it trains from scratch
+            (``weights="none"``). Defaults to `0.9`.
     """
     constructor, has_preprocessing, _ = APPLICATIONS[name]
     height, width, channels = input_shape
@@ -108,7 +110,13 @@ def backbone(name, input_shape, latent_dim=128, weights="imagenet", dropout=0.2,
     x = GrayscaleToRGB(name="to_rgb")(images) if channels == 1 else images
     if not has_preprocessing:
         x = layers.Rescaling(1 / 127.5, offset=-1.0, name="preprocess")(x)  # resnet_v2.preprocess_input
-    if weights not in ("none", None):
+    if weights in ("none", None):
+        # keras.applications use batch-norm momentum 0.999 (ImageNet-length runs): from scratch on a
+        # short run the moving statistics lag far behind and inference-mode accuracy sits at chance.
+        for layer in application.layers:
+            if isinstance(layer, layers.BatchNormalization):
+                layer.momentum = bn_momentum
+    else:
         # Keras 3 overrides a functional node's training=False with fit's training=True; a batch norm
         # with trainable=False runs in inference mode instead, whatever the call says.
         for layer in application.layers:

@@ -267,11 +267,21 @@ def train(config):
 
 
 def load_data(config):
-    """The `DataSplits` of `config` (its data, splits, subset and image settings)."""
-    return data_lib.load(
+    """The `DataSplits` of `config` (its data, splits, subset and image settings).
+
+    The image-folder settings are refused for arrays, where they would do nothing.
+    """
+    splits = data_lib.load(
         config.dataset, config.data, config.validation_fraction, config.train_samples, config.seed,
         imbalance_ratio=config.imbalance_ratio, image_size=config.image_size, color_mode=config.color_mode,
     )
+    folder_only = {"image_size": config.image_size is not None, "color_mode": config.color_mode != "auto",
+                   "cache": config.cache is not None}
+    if isinstance(splits.x_train, np.ndarray) and any(folder_only.values()):
+        name = next(key for key, used in folder_only.items() if used)
+        raise UserInputError(f"--{name.replace('_', '-')} applies to image folders; {splits.name} is held in memory "
+                             f"as arrays. Received: {name}={getattr(config, name)!r}")
+    return splits
 
 
 def _build_models(config, splits):

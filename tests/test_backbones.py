@@ -11,7 +11,7 @@ SMALL = {
 }
 
 
-@pytest.mark.parametrize("name", backbones.BACKBONES)
+@pytest.mark.parametrize("name", backbones.OWN_BACKBONES)
 @pytest.mark.parametrize("shape", [(28, 28, 1), (32, 32, 3), (8, 8, 3)])
 def test_every_backbone_maps_images_to_latent_dim(name, shape, rng):
     model = backbones.build(name, shape, latent_dim=6, **SMALL[name])
@@ -23,7 +23,7 @@ def test_every_backbone_maps_images_to_latent_dim(name, shape, rng):
     assert np.ptp(embedding, axis=0).max() > 1e-3
 
 
-@pytest.mark.parametrize("name", backbones.BACKBONES)
+@pytest.mark.parametrize("name", backbones.OWN_BACKBONES)
 def test_embedding_is_batch_normalised_by_default(name, rng):
     model = backbones.build(name, (16, 16, 3), latent_dim=8, **SMALL[name])
     assert model.layers[-1].name == "embedding_bn"

@@ -163,6 +163,8 @@ CASES = [
     (TRAIN, ["--data", "{root}/mixed_sizes", "--image-size", "0", "8"], "--image-size must be two integers ≥ 1"),
     (TRAIN, ["--image-size", "8"], "argument --image-size: expected 2 arguments"),
     (TRAIN, ["--color-mode", "sepia"], "argument --color-mode: invalid choice"),
+    (TRAIN, ["--image-size", "16", "16"], "--image-size applies to image folders; digits is held in memory"),
+    (TRAIN, ["--cache", "memory"], "--cache applies to image folders"),
     (TRAIN, ["--weights", "imagenet"], "--weights applies to pretrained backbones"),
     (TRAIN, ["--backbone", "mobilenet_v3_small", "--weights", "{root}/missing.weights.h5"], "no such file"),
     (TRAIN, ["--backbone", "mobilenet_v3_small", "--weights", "{root}/notes.txt", "--data", "{root}/good32.npz"],

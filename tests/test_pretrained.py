@@ -23,6 +23,9 @@ def test_application_backbone_takes_raw_grayscale_pixels(name):
     backbone = train_model.get_layer("backbone")
     kinds = [type(layer).__name__ for layer in backbone.layers]
     assert kinds[1] == "GrayscaleToRGB" and ("Rescaling" in kinds) == (name == "resnet50_v2")
+    application = [layer for layer in backbone.layers if isinstance(layer, keras.Model)][0]
+    norms = [layer for layer in application.layers if isinstance(layer, keras.layers.BatchNormalization)]
+    assert all(layer.momentum == 0.9 and layer.trainable for layer in norms)  # from scratch: not the apps' 0.999
     normalize = train_model.get_layer("normalize")
     images = np.random.default_rng(0).uniform(0, 255, size=(2, 32, 32, 1)).astype("float32")
     np.testing.assert_allclose(np.array(normalize(images)), images, rtol=1e-6)  # raw pixels reach the backbone
@@ -38,6 +41,9 @@ def test_saved_weights_load_into_the_backbone(tmp_path):
                                          weights=path, latent_dim=16)
     for loaded, saved in zip(_application_weights(train_model), [np.array(v) for v in source.variables]):
         np.testing.assert_array_equal(loaded, saved)
+    application = [layer for layer in train_model.get_layer("backbone").layers if isinstance(layer, keras.Model)][0]
+    assert not any(layer.trainable for layer in application.layers
+                   if isinstance(layer, keras.layers.BatchNormalization))  # pretrained: inference mode
     (tmp_path / "wrong.weights.h5").write_bytes(b"not h5")
     with pytest.raises(UserInputError, match="does not load into MobileNetV3Small"):
         models.build_models(3, (32, 32, 3), (0.5,) * 3, (0.25,) * 3, backbone="mobilenet_v3_small",
