@@ -199,16 +199,23 @@ def _pairs_within(members, count, rng):
 
 
 def _different_pairs(labels, count, rng):
-    """Up to `count` uniform random index pairs with different labels."""
+    """Up to `count` distinct index pairs (i < j) with different labels, uniform:
+    all of them when there are no more than `count`."""
     n = len(labels)
-    found, tries = [], 0
-    while sum(len(f) for f in found) < count and tries < 20:
-        first, second = rng.integers(0, n, size=(2, 2 * count))
+    sizes = np.bincount(np.unique(labels, return_inverse=True)[1])
+    available = (n * n - int((sizes.astype("int64") ** 2).sum())) // 2
+    if available <= count:
+        first, second = np.triu_indices(n, 1)
         keep = labels[first] != labels[second]
-        found.append(np.stack([np.minimum(first, second), np.maximum(first, second)], axis=1)[keep])
-        tries += 1
-    pairs = np.concatenate(found) if found else np.zeros((0, 2), dtype="int64")
-    return pairs[:count].astype("int64")
+        return np.stack([first[keep], second[keep]], axis=1).astype("int64")
+    keys = np.zeros(0, dtype="int64")
+    while len(keys) < count:
+        first, second = rng.integers(0, n, size=(2, 2 * count))
+        low, high = np.minimum(first, second), np.maximum(first, second)
+        keep = labels[low] != labels[high]
+        keys = np.unique(np.concatenate([keys, low[keep] * n + high[keep]]))
+    keys = rng.permutation(keys)[:count]
+    return np.stack([keys // n, keys % n], axis=1).astype("int64")
 
 
 def verification_metrics(embeddings, labels, max_pairs=100_000, seed=0):
@@ -237,6 +244,37 @@ def verification_from_pairs(embeddings, positives, negatives):
         "pairs": {"same": int(len(positives)), "different": int(len(negatives))},
         "roc": {"far": far, "tar": tar},
     }
+
+
+CALIBRATION_FARS = (1e-2, 1e-3, 1e-4)
+
+
+def calibrate(embeddings, labels, fars=CALIBRATION_FARS, max_pairs=100_000, seed=0):
+    """Cosine thresholds of "same class?" at the EER and at each false-accept rate.
+
+    From `sample_pairs` of (validation) embeddings: the threshold at FAR f
+    accepts (score ≥ threshold) at most f of the different-class pairs. A
+    rate needs at least 1/f different-class pairs; with fewer its threshold
+    is None. Returns ``{"thresholds": {...}, "pairs": {...}}``.
+    """
+    positives, negatives = sample_pairs(labels, max_pairs, seed)
+    unit = _unit(embeddings)
+    same = np.einsum("ij,ij->i", unit[positives[:, 0]], unit[positives[:, 1]])
+    different = np.sort(np.einsum("ij,ij->i", unit[negatives[:, 0]], unit[negatives[:, 1]]))[::-1]
+    thresholds = {}
+    if len(same) and len(different):
+        truth = np.concatenate([np.ones(len(same)), np.zeros(len(different))])
+        far, tar, cuts = sk.roc_curve(truth, np.concatenate([same, different]))
+        crossing = int(np.argmin(np.abs(far - (1.0 - tar))))
+        thresholds["eer"] = float(min(cuts[crossing], 1.0))
+    for rate in fars:
+        key = f"far_{rate:.0e}".replace("e-0", "e-")
+        if len(different) * rate < 1:
+            thresholds[key] = None
+            continue
+        allowed = int(np.floor(rate * len(different)))
+        thresholds[key] = float(np.nextafter(different[allowed], np.inf))
+    return {"thresholds": thresholds, "pairs": {"same": int(len(same)), "different": int(len(different))}}
 
 
 def full_evaluation(labels, probabilities, embeddings, centres, sub_centers=1, num_classes=None):

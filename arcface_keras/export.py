@@ -8,6 +8,7 @@ Both return ``embedding`` (B, D, unit norm), ``probabilities`` (B, C),
 """
 
 import ctypes
+import json
 import os
 import shutil
 import tempfile
@@ -16,11 +17,13 @@ import keras
 import tensorflow as tf
 
 
-def export_saved_model(inference_model, path, class_names=None):
+def export_saved_model(inference_model, path, class_names=None, calibration=None):
     """Write `inference_model` as a SavedModel at `path`, atomically.
 
     With `class_names` (one string per class id) the signatures also return
-    ``class_name``, the name of ``class_id``.
+    ``class_name``, the name of ``class_id``. `calibration` (a dict: the
+    run's cosine thresholds) is written to ``assets.extra/calibration.json``
+    inside the export, readable by anyone (TensorFlow Serving ignores it).
 
     The export is written into a temporary folder beside `path` and moved
     into place only when complete; an earlier export at `path` is replaced.
@@ -50,6 +53,10 @@ def export_saved_model(inference_model, path, class_names=None):
     staging = tempfile.mkdtemp(dir=parent, prefix=".export-")
     try:
         archive.write_out(os.path.join(staging, "model"), verbose=False)
+        if calibration is not None:
+            os.makedirs(os.path.join(staging, "model", "assets.extra"))
+            with open(os.path.join(staging, "model", "assets.extra", "calibration.json"), "w") as file:
+                json.dump({**calibration, "class_names": list(class_names or [])}, file, indent=2)
         _replace_folder(os.path.join(staging, "model"), path)
     finally:
         shutil.rmtree(staging, ignore_errors=True)

@@ -7,14 +7,19 @@ import tempfile
 
 def write_text_atomic(path, text):
     """Write `text` to `path` through a temporary file and an atomic rename."""
+    write_bytes_atomic(path, text.encode("utf-8"))
+
+
+def write_bytes_atomic(path, data):
+    """Write `data` (bytes) to `path` through a temporary file and an atomic rename."""
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
     handle, temporary = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=os.path.basename(path))
     try:
         os.chmod(temporary, 0o666 & ~current_umask())  # mkstemp makes it 0600; give it the mode open() would
-        with os.fdopen(handle, "w", encoding="utf-8") as file:
-            file.write(text)
+        with os.fdopen(handle, "wb") as file:
+            file.write(data)
             file.flush()
             os.fsync(file.fileno())
         os.replace(temporary, path)

@@ -92,6 +92,14 @@ def render(metrics, name):
         rows += [("centre cosine, mean (1 = collapsed)", metrics["centre_cosine"]["mean"]),
                  ("centre cosine, max", metrics["centre_cosine"]["max"])]
     lines += [f"| {label} | {value:.4f} |" for label, value in rows]
+    calibration = metrics.get("calibration")
+    if calibration:
+        pairs = calibration["pairs"]
+        lines += ["", f"Cosine thresholds for \"same class\", from {pairs['same']} same-class and "
+                      f"{pairs['different']} different-class validation pairs (none: too few pairs for the rate):", "",
+                  "| operating point | cosine threshold |", "| --- | --- |"]
+        lines += [f"| {key.replace('_', ' ').replace('far', 'FAR').replace('eer', 'EER')} | "
+                  f"{'none' if value is None else f'{value:.4f}'} |" for key, value in calibration["thresholds"].items()]
     lines += ["", "| angle (degrees) | value |", "| --- | --- |"]
     lines += [f"| {key.replace('_', ' ')} | {value:.2f} |" for key, value in angles.items()]
     per_class = metrics["per_class"]
@@ -134,7 +142,7 @@ def evaluate_folder(folder, flip_test=False):
     except Exception as error:  # Keras raises many kinds on a file that is not a model
         raise RunFolderError(f"{model_path!r} is not a readable Keras model ({type(error).__name__}: {error}).") from None
     keep = {k: previous[k] for k in ("dataset", "loss", "epochs", "train_seconds", "seconds_per_epoch", "train_images",
-                                     "images_per_second", "precision_policy", "val_accuracy", "train_class_counts", "class_names", "data",
+                                     "images_per_second", "precision_policy", "val_accuracy", "train_class_counts", "class_names", "data", "calibration",
                                      "config") if k in previous}
     if flip_test:
         folder = os.path.join(folder, "flip_test")

@@ -18,7 +18,7 @@ import shutil
 import keras
 import numpy as np
 
-from arcface_keras import backbones, export, models, pretrained, report, run_folder
+from arcface_keras import backbones, evaluation, export, models, pretrained, report, run_folder
 from arcface_keras import data as data_lib
 from arcface_keras.callbacks import (
     ClassCentres,
@@ -260,7 +260,10 @@ def train(config):
         if not config.evaluate_test:
             write_json_atomic(os.path.join(folder, run_folder.METRICS), extra)
             return extra
-        export.export_saved_model(inference, os.path.join(folder, "saved_model"), splits.class_names)
+        validation = models.predict(inference, splits.x_val, config.batch_size)["embedding"]
+        extra["calibration"] = evaluation.calibrate(validation, splits.y_val)
+        export.export_saved_model(inference, os.path.join(folder, "saved_model"), splits.class_names,
+                                  extra["calibration"])
         return report.evaluate_run(folder, train_model, splits, config.batch_size, extra=extra, inference=inference)
     finally:
         keras.mixed_precision.set_dtype_policy(previous_policy)
