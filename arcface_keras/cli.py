@@ -43,6 +43,7 @@ def add_training_arguments(parser, exclude=(), **default_overrides):
         "image_size": dict(type=int, nargs=2, metavar=("H", "W"), help="resize image-folder images to H×W"),
         "color_mode": dict(choices=data_lib.folders.COLOR_MODES, help="image folders: grayscale, rgb or auto (from the images)"),
         "cache": dict(help="image folders: cache decoded images in 'memory' or in this file"),
+        "classes": dict(nargs="+", help="train on these classes only: name patterns, e.g. 'Greek__*' or '[0-4]'"),
         "loss": dict(choices=models.LOSSES),
         "backbone": dict(choices=backbones.BACKBONES),
         "epochs": dict(type=int),

@@ -48,13 +48,18 @@ class ExportedModel:
         self.image_shape = tuple(int(v) for v in spec.shape[1:])
         self.calibration = read_calibration(path)
 
-    def embed(self, paths, batch_size=64):
-        """Unit embeddings (N, D) of image files, decoded and resized as in training."""
+    def embed(self, images, batch_size=64):
+        """Unit embeddings (N, D) of image files (paths, decoded and resized as in
+        training), of `ImageFiles`, or of a uint8 array shaped like the training images."""
         import tensorflow as tf
 
-        files = ImageFiles(np.asarray(paths, dtype=object), self.image_shape, resize=True)
-        dataset = tf.data.Dataset.from_tensor_slices(files.paths.astype(str)).map(
-            files.decode, num_parallel_calls=tf.data.AUTOTUNE).batch(batch_size).prefetch(tf.data.AUTOTUNE)
+        if isinstance(images, np.ndarray) and images.dtype == np.uint8 and images.ndim == 4:
+            dataset = tf.data.Dataset.from_tensor_slices(images).batch(batch_size)
+        else:
+            paths = images.paths if isinstance(images, ImageFiles) else np.asarray(images, dtype=object)
+            files = ImageFiles(paths, self.image_shape, resize=True)
+            dataset = tf.data.Dataset.from_tensor_slices(files.paths.astype(str)).map(
+                files.decode, num_parallel_calls=tf.data.AUTOTUNE).batch(batch_size).prefetch(tf.data.AUTOTUNE)
         batches = [self.serve(images=tf.cast(batch, tf.float32))["embedding"].numpy() for batch in dataset]
         return np.concatenate(batches) if batches else np.zeros((0, 0), dtype="float32")
 

@@ -136,7 +136,8 @@ def evaluate_folder(folder, flip_test=False):
     except (OSError, ValueError, KeyError, TypeError) as error:
         raise RunFolderError(f"{metrics_path!r} is not a run's metrics file ({type(error).__name__}: {error}).") from None
     splits = data_lib.load(*settings[:5], imbalance_ratio=config.get("imbalance_ratio"),
-                           image_size=config.get("image_size"), color_mode=config.get("color_mode", "auto"))
+                           image_size=config.get("image_size"), color_mode=config.get("color_mode", "auto"),
+                           classes=config.get("classes"))
     try:
         train_model = keras.models.load_model(model_path)
     except Exception as error:  # Keras raises many kinds on a file that is not a model

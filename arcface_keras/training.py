@@ -55,6 +55,7 @@ class TrainConfig:
     image_size: list | None = None  # [H, W]: image folders are resized to it
     color_mode: str = "auto"  # image folders: grayscale, rgb, or auto (from the images)
     cache: str | None = None  # image folders: cache decoded images in "memory" or in this file
+    classes: list | None = None  # train on the classes whose names match these shell patterns only
     loss: str = "arcface"
     backbone: str = "network"
     epochs: int = 30
@@ -106,6 +107,9 @@ class TrainConfig:
                                                        and all(_integer(v, 1) for v in self.image_size)),
              "two integers ≥ 1 (H W)"),
             ("color_mode", self.color_mode in data_lib.folders.COLOR_MODES, f"one of {data_lib.folders.COLOR_MODES}"),
+            ("classes", self.classes is None or (isinstance(self.classes, (list, tuple)) and len(self.classes) > 0
+                                                 and all(isinstance(c, str) and c for c in self.classes)),
+             "one or more class-name patterns"),
             ("cache", self.cache is None or (isinstance(self.cache, str) and self.cache != ""), "'memory' or a file path"),
             ("loss", self.loss in models.LOSSES, f"one of {models.LOSSES}"),
             ("backbone", self.backbone in backbones.BACKBONES, f"one of {backbones.BACKBONES}"),
@@ -277,6 +281,7 @@ def load_data(config):
     splits = data_lib.load(
         config.dataset, config.data, config.validation_fraction, config.train_samples, config.seed,
         imbalance_ratio=config.imbalance_ratio, image_size=config.image_size, color_mode=config.color_mode,
+        classes=config.classes,
     )
     folder_only = {"image_size": config.image_size is not None, "color_mode": config.color_mode != "auto",
                    "cache": config.cache is not None}

@@ -207,6 +207,10 @@ CASES = [
     ("imbalance", ["--ratios", "0.5"], "imbalance_ratio=0.5"),
     ("convergence", ["--only", "99"], "--only: indices must lie in"),
     ("embedding_spread", ["--data", "{root}/missing.npz"], "does not exist"),
+    (TRAIN, ["--classes", "x*"], "--classes ['x*'] matches 0 class(es)"),
+    ("open_set", ["--train-classes", "[0-4]", "--enrol-classes", "[5-7]", "--impostor-classes", "[7-9]",
+                  "--folder", "{root}/study"], "classes both enrolled and impostors"),
+    ("open_set", ["--train-classes", "[0-4]", "--enrol-classes", "[5-7]"], "required: --impostor-classes"),
 ]
 
 
@@ -267,6 +271,7 @@ def test_every_config_field_is_a_train_flag():
     ("sweep", {"scale", "margin", "evaluate_test", "output"}),
     ("imbalance", {"loss", "imbalance_ratio", "per_class_margins", "output"}),
     ("convergence", {"output"}),
+    ("open_set", {"loss", "seed", "classes", "output"}),
 ])
 def test_studies_refuse_the_flags_they_set_and_accept_the_others(script, set_by_the_study):
     fields = {field.name for field in dataclasses.fields(TrainConfig)}

@@ -1,6 +1,7 @@
 import dataclasses
 import json
 
+import numpy as np
 import pytest
 
 from arcface_keras import AngularMarginLayer, experiments
@@ -73,3 +74,27 @@ def test_convergence_variants_keep_their_indices():
     names = list(experiments.CONVERGENCE_VARIANTS)
     assert names[4] == "recipe, learned centres" and names[10] == "softmax (same backbone and budget)"
     assert names[16] == "recipe, fixed orthogonal centres"
+
+
+def test_open_set_scores_on_separable_embeddings():
+    rng = np.random.default_rng(0)
+    labels = np.repeat(np.arange(5), 8)
+    embeddings = np.eye(16)[labels] + 0.05 * rng.normal(size=(40, 16))
+    impostors = np.eye(16)[np.repeat([10, 11], 50)] + 0.05 * rng.normal(size=(100, 16))
+    scores = experiments.open_set_scores(embeddings, labels, impostors, shot=1)
+    assert scores["closed_set_accuracy"] == 1.0 and scores["dir_at_fpir_1e-2"] == 1.0
+    assert scores["fpir_measured"] <= 0.01
+    with pytest.raises(UserInputError, match="leaves no probe"):
+        experiments.open_set_scores(embeddings, labels, impostors, shot=8)
+
+
+def test_open_set_study_trains_on_some_classes_and_enrols_the_others(tmp_path):
+    base = TrainConfig(epochs=1, batch_size=50, backbone_options={"widths": (8, 16)}, latent_dim=16, verbose=0)
+    summary = experiments.open_set(base, str(tmp_path), ["[0-4]"], ["[5-7]"], ["[89]"], losses=("arcface", "softmax"),
+                                   seeds=(0,), shots=(1, 5))
+    assert set(summary["results"]) == {"arcface, K=1", "arcface, K=5", "softmax, K=1", "softmax, K=5"}
+    metrics = json.loads((tmp_path / "arcface-seed0" / "metrics.json").read_text())
+    assert metrics["class_names"] == ["0", "1", "2", "3", "4"]
+    for result in summary["results"].values():
+        assert 0.0 <= result["dir_at_fpir_1e-2"]["mean"] <= result["closed_set_accuracy"]["mean"] <= 1.0
+    assert (tmp_path / "open-set-digits.md").read_text().count("K=") == 4

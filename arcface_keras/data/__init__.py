@@ -16,6 +16,7 @@ Normalisation is not done here: it is the model's first layer (see
 """
 
 import dataclasses
+import fnmatch
 import os
 
 import numpy as np
@@ -78,7 +79,7 @@ class DataSplits:
 
 
 def load(dataset="digits", data=None, validation_fraction=0.1, train_samples=None, seed=0, data_dir=None,
-         imbalance_ratio=None, image_size=None, color_mode="auto"):
+         imbalance_ratio=None, image_size=None, color_mode="auto", classes=None):
     """Load a data set and split it into train, validation and test.
 
     Args:
@@ -100,6 +101,10 @@ def load(dataset="digits", data=None, validation_fraction=0.1, train_samples=Non
             when their images differ in size). Defaults to `None`.
         color_mode: image folders: ``grayscale``, ``rgb`` or ``auto`` (from
             the images). Defaults to `"auto"`.
+        classes: keep only the classes whose name matches one of these
+            shell patterns (``fnmatch``: ``"Greek__*"``, ``"[0-4]"``; class
+            names of arrays are their ids), relabelled 0 … k − 1 in name
+            order; `None` keeps all. Defaults to `None`.
 
     Returns:
         A `DataSplits`. For an image folder its images are `ImageFiles`,
@@ -122,6 +127,15 @@ def load(dataset="digits", data=None, validation_fraction=0.1, train_samples=Non
         x_train, y_train, x_test, y_test = checked(arrays, source=data or dataset)
         x_train, y_train, x_val, y_val = stratified_split(x_train, y_train, validation_fraction, seed)
     num_classes = int(y_train.max()) + 1
+    if classes is not None:
+        class_names = class_names or [str(c) for c in range(num_classes)]
+        kept = [c for c, name in enumerate(class_names) if any(fnmatch.fnmatchcase(name, p) for p in classes)]
+        if len(kept) < 2:
+            raise DataError(f"--classes {list(classes)} matches {len(kept)} class(es) of {name!r}; at least 2 are needed.")
+        (x_train, y_train), (x_val, y_val), (x_test, y_test) = (
+            _keep_classes(x, y, kept) for x, y in ((x_train, y_train), (x_val, y_val), (x_test, y_test)))
+        class_names, num_classes = [class_names[c] for c in kept], len(kept)
+        details = {**details, "classes": class_names}
     if train_samples is not None:
         if not 0 < train_samples <= len(y_train):
             raise DataError(f"--train-samples must lie in [1, {len(y_train)}]. Received: {train_samples}")
@@ -134,6 +148,14 @@ def load(dataset="digits", data=None, validation_fraction=0.1, train_samples=Non
         mean, std = channel_statistics(_statistics_sample(x_train, seed))
     return DataSplits(name, x_train, y_train, x_val, y_val, x_test, y_test, num_classes, tuple(mean), tuple(std),
                       class_names, details)
+
+
+def _keep_classes(images, labels, kept):
+    """The images of classes `kept`, relabelled by their position in `kept`."""
+    mapping = np.full(int(max(labels.max(), max(kept))) + 1, -1)
+    mapping[kept] = np.arange(len(kept))
+    chosen = np.flatnonzero(mapping[labels] >= 0)
+    return images[chosen], mapping[labels[chosen]].astype("int64")
 
 
 def _array_folder(path):
