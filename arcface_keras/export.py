@@ -90,3 +90,64 @@ def _exchange(first, second):
         return False
     at_fdcwd, rename_exchange = -100, 2
     return renameat2(at_fdcwd, os.fsencode(first), at_fdcwd, os.fsencode(second), rename_exchange) == 0
+
+
+# ------------------------------------------------------------------ LiteRT --
+FORMATS = ("litert", "onnx", "saved_model")
+
+
+def export_litert(run_folder, quantize=False, embedding_only=False):
+    """Convert a run's SavedModel to a LiteRT (TFLite) flat buffer.
+
+    Args:
+        run_folder: a finished run folder (its ``saved_model/`` is converted).
+        quantize: dynamic-range int8 weights (``Optimize.DEFAULT``).
+            Defaults to `False` (float32).
+        embedding_only: keep only the ``embedding`` output (a model for
+            galleries, without the classifier's outputs). Defaults to `False`.
+
+    Returns:
+        The path written: ``<run>/litert/<model|embedding>[-int8].tflite``.
+    """
+    import warnings
+
+    source = os.path.join(run_folder, "saved_model")
+    loaded = tf.saved_model.load(source)
+    serve = loaded.signatures["serving_default"]
+    if embedding_only:
+        spec = serve.structured_input_signature[1]["images"]
+
+        @tf.function(input_signature=[tf.TensorSpec(spec.shape, spec.dtype, name="images")])
+        def embedding(images):
+            return {"embedding": serve(images=images)["embedding"]}
+
+        converter = tf.lite.TFLiteConverter.from_concrete_functions([embedding.get_concrete_function()], loaded)
+    else:
+        converter = tf.lite.TFLiteConverter.from_saved_model(source, signature_keys=["serving_default"])
+    if quantize:
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        flat = converter.convert()
+    name = ("embedding" if embedding_only else "model") + ("-int8" if quantize else "") + ".tflite"
+    path = os.path.join(run_folder, "litert", name)
+    from arcface_keras.io import write_bytes_atomic
+
+    write_bytes_atomic(path, flat)
+    return path
+
+
+def litert_runner(path):
+    """A function images (B, H, W, C) float32 → dict of NumPy outputs, running the LiteRT model."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        interpreter = tf.lite.Interpreter(model_path=path)
+    runner = interpreter.get_signature_runner(interpreter.get_signature_list() and
+                                              next(iter(interpreter.get_signature_list())))
+
+    def run(images):
+        return runner(images=images.astype("float32"))
+
+    return run
