@@ -48,4 +48,4 @@ from arcface_keras.layers import (  # noqa: E402
 )
 from arcface_keras.losses import TripletLoss  # noqa: E402
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

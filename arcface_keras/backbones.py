@@ -3,8 +3,8 @@
 Each is a functional `keras.Model` named ``backbone``; every layer has a name
 and follows the global dtype policy, so mixed precision is one switch. Both end
 in ``Dense(latent_dim)`` followed by batch normalisation of the embedding (the
-"BN-FC-BN" output of the ArcFace paper), which keeps the embedding centred so
-its angle to the class centres means something from the first step.
+"BN-FC-BN" output of the ArcFace paper), which keeps the embedding centered so
+its angle to the class centers means something from the first step.
 """
 
 import keras

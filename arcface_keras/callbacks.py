@@ -1,5 +1,5 @@
 """The callbacks `train()` fits with: validation in inference mode, triplet
-class centres, divergence checks, and the run folder's resumable record
+class centers, divergence checks, and the run folder's resumable record
 (a backup per epoch, ``history.csv``, ``epoch_seconds.json``).
 
 The record is written so that a process killed at any instant (kill -9)
@@ -55,12 +55,12 @@ class InferenceValidation(keras.callbacks.Callback):
             logs["val_loss"] = float(-np.log(np.clip(chosen, 1e-12, None)).mean())
 
 
-class ClassCentres(keras.callbacks.Callback):
-    """Triplet runs: class centres = mean training embedding, after each epoch
+class ClassCenters(keras.callbacks.Callback):
+    """Triplet runs: class centers = mean training embedding, after each epoch
     and when training ends (so a run resumed after its last epoch has them).
 
     Uses a stratified sample of at most `max_images` training images; the
-    frozen cosine head then classifies by nearest centre.
+    frozen cosine head then classifies by nearest center.
     """
 
     def __init__(self, train_model, embedding_model, images, labels, batch_size, max_images=10_000):
@@ -72,7 +72,7 @@ class ClassCentres(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         embeddings = models.predict(self.embedding_model, self.images, self.batch_size)
-        models.set_class_centres(self.train_model, embeddings, self.labels)
+        models.set_class_centers(self.train_model, embeddings, self.labels)
 
     def on_train_end(self, logs=None):
         self.on_epoch_end(-1)

@@ -52,7 +52,7 @@ def add_training_arguments(parser, exclude=(), **default_overrides):
         "scale": dict(type=_scale, help="float or 'auto' (AdaCos √2·ln(C−1))"),
         "margin": dict(type=float, help="default: the recipe's margin of the loss"),
         "sub_centers": dict(type=int),
-        "fixed_centres": "boolean:margin heads: fixed orthogonal class centres, which rule out centre collapse "
+        "fixed_centers": "boolean:margin heads: fixed orthogonal class centers, which rule out center collapse "
                          "(default: fixed where latent-dim ≥ classes × sub-centers, else learned)",
         "easy_margin": "boolean:apply the margin only where cos θ_y > 0",
         "flip_test": "boolean:validate, test and export with the flip test (embeddings of image and mirror image averaged)",
@@ -95,6 +95,10 @@ def add_training_arguments(parser, exclude=(), **default_overrides):
             _boolean(parser, flag, default, spec.split(":", 1)[1])
         else:
             parser.add_argument(flag, default=default, **spec)
+    for old, new in training.RENAMED_FIELDS.items():  # the old spelling still works, undocumented
+        if new not in exclude:
+            parser.add_argument("--" + old.replace("_", "-"), dest=new, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS,
+                                help=argparse.SUPPRESS)
 
 
 def _scale(text):

@@ -2,7 +2,7 @@
 
 - classification: accuracy, top-k, per-class and macro precision/recall/F1,
   confusion matrix (scikit-learn);
-- angles between embeddings and class centres, and between centres;
+- angles between embeddings and class centers, and between centers;
 - retrieval with cosine similarity: precision@1, R-precision, MAP@R (the
   definitions of pytorch-metric-learning's AccuracyCalculator);
 - verification on same/different pairs: ROC, AUC, EER, TAR at FAR = 1e-3.
@@ -59,30 +59,30 @@ def _angle(cosine):
     return np.degrees(np.arccos(np.clip(cosine, -1.0, 1.0)))
 
 
-def centre_cosines(centres):
-    """Mean and max cosine between distinct class centres (columns of a (D, C) kernel).
+def center_cosines(centers):
+    """Mean and max cosine between distinct class centers (columns of a (D, C) kernel).
 
-    Near 1 means the centres have collapsed onto one direction; 0 is orthogonal.
+    Near 1 means the centers have collapsed onto one direction; 0 is orthogonal.
     """
-    unit = _unit(np.asarray(centres, dtype="float64"), axis=0)
+    unit = _unit(np.asarray(centers, dtype="float64"), axis=0)
     cosines = unit.T @ unit
     off_diagonal = cosines[~np.eye(len(cosines), dtype=bool)]
     return {"mean": float(off_diagonal.mean()), "max": float(off_diagonal.max())}
 
 
-def target_angles(embeddings, labels, centres, sub_centers=1):
-    """Per sample: degrees to its own centre and to the nearest other class's.
+def target_angles(embeddings, labels, centers, sub_centers=1):
+    """Per sample: degrees to its own center and to the nearest other class's.
 
     Args:
         embeddings: (N, D).
         labels: (N,) integer classes.
-        centres: (D, C·K) class centres, columns as in `ArcMarginLayer.kernel`.
+        centers: (D, C·K) class centers, columns as in `ArcMarginLayer.kernel`.
         sub_centers: K. Defaults to `1`.
 
     Returns:
         ``(own, nearest_other)``, two (N,) arrays of degrees.
     """
-    cosines = _unit(embeddings) @ _unit(centres, axis=0)
+    cosines = _unit(embeddings) @ _unit(centers, axis=0)
     cosines = cosines.reshape(len(cosines), -1, sub_centers).max(axis=-1)  # (N, C)
     rows = np.arange(len(labels))
     own = cosines[rows, labels]
@@ -90,11 +90,11 @@ def target_angles(embeddings, labels, centres, sub_centers=1):
     return _angle(own), _angle(cosines.max(axis=1))
 
 
-def angular_statistics(embeddings, labels, centres, sub_centers=1):
-    """Angles to own centre, between centres, and the margin achieved (degrees)."""
-    own, other = target_angles(embeddings, labels, centres, sub_centers)
-    class_centres = _unit(centres, axis=0)
-    between = _angle(class_centres.T @ class_centres)
+def angular_statistics(embeddings, labels, centers, sub_centers=1):
+    """Angles to own center, between centers, and the margin achieved (degrees)."""
+    own, other = target_angles(embeddings, labels, centers, sub_centers)
+    class_centers = _unit(centers, axis=0)
+    between = _angle(class_centers.T @ class_centers)
     num_columns = between.shape[0]
     same_class = np.arange(num_columns)[:, None] // sub_centers == np.arange(num_columns)[None, :] // sub_centers
     between = between[~same_class]
@@ -103,8 +103,8 @@ def angular_statistics(embeddings, labels, centres, sub_centers=1):
         "target_angle_mean": float(own.mean()),
         "target_angle_median": float(np.median(own)),
         "target_angle_p95": float(np.percentile(own, 95)),
-        "centre_angle_min": float(between.min()),
-        "centre_angle_mean": float(between.mean()),
+        "center_angle_min": float(between.min()),
+        "center_angle_mean": float(between.mean()),
         "margin_achieved_mean": float(achieved.mean()),
         "margin_achieved_median": float(np.median(achieved)),
         "margin_achieved_p5": float(np.percentile(achieved, 5)),
@@ -277,13 +277,13 @@ def calibrate(embeddings, labels, fars=CALIBRATION_FARS, max_pairs=100_000, seed
     return {"thresholds": thresholds, "pairs": {"same": int(len(same)), "different": int(len(different))}}
 
 
-def full_evaluation(labels, probabilities, embeddings, centres, sub_centers=1, num_classes=None):
+def full_evaluation(labels, probabilities, embeddings, centers, sub_centers=1, num_classes=None):
     """Every metric above, JSON-ready, plus the arrays the figures need."""
     metrics = classification_metrics(labels, probabilities, num_classes)
     metrics.update(retrieval_metrics(embeddings, labels))
     verification = verification_metrics(embeddings, labels)
     roc = verification.pop("roc")
     metrics.update(verification)
-    metrics["angles"] = angular_statistics(embeddings, labels, centres, sub_centers)
-    own, _ = target_angles(embeddings, labels, centres, sub_centers)
+    metrics["angles"] = angular_statistics(embeddings, labels, centers, sub_centers)
+    own, _ = target_angles(embeddings, labels, centers, sub_centers)
     return metrics, {"roc": roc, "target_angles": own}

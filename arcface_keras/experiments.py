@@ -14,6 +14,7 @@ import numpy as np
 from arcface_keras import evaluation, models, plots, report, run_folder
 from arcface_keras.errors import RunFolderError, UserInputError
 from arcface_keras.io import write_json_atomic, write_text_atomic
+from arcface_keras import training
 from arcface_keras.training import TrainConfig, results_key, train
 
 COMPARE_LOSSES = ("arcface", "cosface", "sphereface", "softmax", "triplet")
@@ -22,7 +23,7 @@ SUMMARY_KEYS = ("test_accuracy", "macro_precision", "macro_recall", "macro_f1", 
 
 # Fields added to TrainConfig after runs were made, with the value that
 # reproduces those runs, so finished runs are still recognised.
-FIELDS_ADDED_LATER = {"fixed_centres": False, "easy_margin": False, "flip_test": False, "decay_batch_norm": True}
+FIELDS_ADDED_LATER = {"fixed_centers": False, "easy_margin": False, "flip_test": False, "decay_batch_norm": True}
 
 
 def finished_metrics(config):
@@ -34,7 +35,7 @@ def finished_metrics(config):
     with open(path) as file:
         metrics = json.load(file)
     names = {field.name for field in dataclasses.fields(TrainConfig)}
-    stored = {**FIELDS_ADDED_LATER, **metrics.get("config", {})}
+    stored = {**FIELDS_ADDED_LATER, **training.renamed_fields(metrics.get("config", {}))}
     try:
         stored_config = TrainConfig(**{key: value for key, value in stored.items() if key in names})
     except TypeError:
@@ -211,29 +212,29 @@ def imbalance_markdown(summary):
 # From the straightforward face-recognition recipe to ours, one change at a
 # time. Each variant is a set of TrainConfig overrides on top of `base`.
 NAIVE = {"scale": 30.0, "margin": 0.5, "margin_warmup_epochs": 0.0, "lr_warmup_epochs": 0.0, "lr": 0.1,
-         "backbone_options": {"bn_momentum": 0.99, "embedding_bn": False}, "fixed_centres": False}
-# Variants 4-14 were measured before the recipe fixed the class centres; they
-# keep learned centres, and the later variants compare against them.
-LEARNED = {"fixed_centres": False}
+         "backbone_options": {"bn_momentum": 0.99, "embedding_bn": False}, "fixed_centers": False}
+# Variants 4-14 were measured before the recipe fixed the class centers; they
+# keep learned centers, and the later variants compare against them.
+LEARNED = {"fixed_centers": False}
 CONVERGENCE_VARIANTS = {
     "naive (s=30, m=0.5, lr 0.1, no warm-ups, BN 0.99, no embedding BN)": NAIVE,
     "naive + embedding BN": {**NAIVE, "backbone_options": {"bn_momentum": 0.99, "embedding_bn": True}},
     "naive + margin warm-up": {**NAIVE, "margin_warmup_epochs": 1.0},
     "naive + s=16, m=0.3": {**NAIVE, "scale": 16.0, "margin": 0.3},
-    "recipe, learned centres": LEARNED,
-    "recipe, learned centres, s=30, m=0.5": {**LEARNED, "scale": 30.0, "margin": 0.5},
-    "recipe, learned centres, without margin warm-up": {**LEARNED, "margin_warmup_epochs": 0.0},
-    "recipe, learned centres, without embedding BN": {**LEARNED, "backbone_options": {"embedding_bn": False}},
-    "recipe, learned centres, BN momentum 0.99": {**LEARNED, "backbone_options": {"bn_momentum": 0.99}},
-    "recipe, learned centres, lr 0.1, no lr warm-up": {**LEARNED, "lr": 0.1, "lr_warmup_epochs": 0.0},
+    "recipe, learned centers": LEARNED,
+    "recipe, learned centers, s=30, m=0.5": {**LEARNED, "scale": 30.0, "margin": 0.5},
+    "recipe, learned centers, without margin warm-up": {**LEARNED, "margin_warmup_epochs": 0.0},
+    "recipe, learned centers, without embedding BN": {**LEARNED, "backbone_options": {"embedding_bn": False}},
+    "recipe, learned centers, BN momentum 0.99": {**LEARNED, "backbone_options": {"bn_momentum": 0.99}},
+    "recipe, learned centers, lr 0.1, no lr warm-up": {**LEARNED, "lr": 0.1, "lr_warmup_epochs": 0.0},
     "softmax (same backbone and budget)": {"loss": "softmax"},
-    "recipe, learned centres, margin ramped over 3 epochs": {**LEARNED, "margin_warmup_epochs": 3.0},
-    "recipe, learned centres, m=0.1": {**LEARNED, "margin": 0.1},
-    "recipe, learned centres, CosFace m=0.2": {**LEARNED, "loss": "cosface"},
-    "recipe, learned centres, s=8, m=0.1": {**LEARNED, "scale": 8.0, "margin": 0.1},
-    "recipe, learned centres, easy margin": {**LEARNED, "easy_margin": True},
-    "recipe, fixed orthogonal centres": {"fixed_centres": True},
-    "recipe, fixed centres, s=30, m=0.5": {"fixed_centres": True, "scale": 30.0, "margin": 0.5},
+    "recipe, learned centers, margin ramped over 3 epochs": {**LEARNED, "margin_warmup_epochs": 3.0},
+    "recipe, learned centers, m=0.1": {**LEARNED, "margin": 0.1},
+    "recipe, learned centers, CosFace m=0.2": {**LEARNED, "loss": "cosface"},
+    "recipe, learned centers, s=8, m=0.1": {**LEARNED, "scale": 8.0, "margin": 0.1},
+    "recipe, learned centers, easy margin": {**LEARNED, "easy_margin": True},
+    "recipe, fixed orthogonal centers": {"fixed_centers": True},
+    "recipe, fixed centers, s=30, m=0.5": {"fixed_centers": True, "scale": 30.0, "margin": 0.5},
 }
 
 
@@ -253,33 +254,33 @@ def convergence(base, folder, variants=None):
         rows.append({"variant": name, "overrides": overrides, "test_accuracy": metrics["test_accuracy"],
                      "train_accuracy_with_margin": float(history.get("accuracy", "nan")),
                      "final_train_loss": float(history["loss"]),
-                     "centre_cosine": _centre_cosines(config.run_folder, metrics)})
+                     "center_cosine": _center_cosines(config.run_folder, metrics)})
     summary = {"dataset": metrics["dataset"], "epochs": base.epochs, "train_images": metrics["train_images"], "rows": rows}
     write_json_atomic(os.path.join(folder, "convergence.json"), summary)
     write_text_atomic(os.path.join(folder, "convergence.md"), convergence_markdown(summary))
     return summary
 
 
-def _centre_cosines(folder, metrics=None):
-    """Class-centre cosines of a run (how far the centres collapsed): from its
+def _center_cosines(folder, metrics=None):
+    """Class-center cosines of a run (how far the centers collapsed): from its
     ``metrics.json``, or from its saved model for runs made before they were
     recorded there."""
-    if metrics and "centre_cosine" in metrics:
-        return metrics["centre_cosine"]
+    if metrics and ("center_cosine" in metrics or "centre_cosine" in metrics):
+        return metrics.get("center_cosine", metrics.get("centre_cosine"))
     import keras
 
     model = keras.models.load_model(os.path.join(folder, "model.keras"), compile=False)
-    return evaluation.centre_cosines(models.class_centres(model))
+    return evaluation.center_cosines(models.class_centers(model))
 
 
 def convergence_markdown(summary):
     caption = (f"{summary['dataset']}, {summary['train_images']} training images, {summary['epochs']} epochs; test "
                "accuracy in inference mode (batch-norm moving statistics), training accuracy with the margin applied; "
-               "centre cosine: mean / max cosine between distinct class centres of the trained head (1 = collapsed).")
+               "center cosine: mean / max cosine between distinct class centers of the trained head (1 = collapsed).")
     header = ["variant", "test accuracy", "train accuracy (margin, batch stats)", "final train loss",
-              "centre cosine mean / max"]
+              "center cosine mean / max"]
     rows = [[r["variant"], f"{r['test_accuracy']:.4f}", f"{r['train_accuracy_with_margin']:.4f}",
-             f"{r['final_train_loss']:.3f}", f"{r['centre_cosine']['mean']:.2f} / {r['centre_cosine']['max']:.2f}"]
+             f"{r['final_train_loss']:.3f}", f"{r['center_cosine']['mean']:.2f} / {r['center_cosine']['max']:.2f}"]
             for r in summary["rows"]]
     return markdown_table(caption, header, rows)
 

@@ -8,7 +8,7 @@ and channels from its signature and the calibrated cosine thresholds from
 resized exactly as the run was trained (`arcface_keras.data.folders`).
 
 A gallery (`Gallery`, saved as a ``.npz`` without pickle) holds the class
-names, one unit-norm centre per class (the normalised mean embedding of its
+names, one unit-norm center per class (the normalised mean embedding of its
 images), optionally every embedding, the model's fingerprint (galleries of
 two models never mix) and the run's thresholds.
 """
@@ -116,7 +116,7 @@ def _unit(x):
 
 @dataclasses.dataclass
 class Gallery:
-    """Enrolled classes: names, unit centres (C, D), optionally every embedding."""
+    """Enrolled classes: names, unit centers (C, D), optionally every embedding."""
 
     class_names: list
     centers: np.ndarray
@@ -152,7 +152,7 @@ class Gallery:
 
 
 def enrol(model, files, keep_all=False):
-    """A `Gallery` of `files` ``[(path, class name)]``, each class's centre the
+    """A `Gallery` of `files` ``[(path, class name)]``, each class's center the
     normalised mean of its unit embeddings."""
     names = sorted({label for _, label in files})
     if None in names or not names:

@@ -1,10 +1,10 @@
 """Angular-margin classification heads: ArcFace, CosFace, SphereFace and their
-combination, with optional sub-centres, per-class margins and schedulable
+combination, with optional sub-centers, per-class margins and schedulable
 margin and scale.
 
 All of them share one implementation, `AngularMarginLayer`, which computes the
 combined margin of InsightFace, ``cos(m1·θ + m2) − m3``, on the angle θ between
-an embedding and its true class centre.
+an embedding and its true class center.
 
 Reference:
     Deng et al., "ArcFace: Additive Angular Margin Loss for Deep Face
@@ -70,7 +70,7 @@ def _l2_normalize(x, axis):
 class AngularMarginLayer(keras.layers.Layer):
     """Combined angular-margin head: logits ``s·(cos(m1·θ_y + m2) − m3)``.
 
-    Scores embeddings against learned class centres by cosine similarity and,
+    Scores embeddings against learned class centers by cosine similarity and,
     when labels are given, penalises the true class with the combined margin
     of InsightFace. ArcFace is ``(1, m, 0)``, CosFace ``(1, 0, m)`` and
     SphereFace ``(m, 0, 0)``; see the thin entry points `ArcMarginLayer`,
@@ -110,17 +110,17 @@ class AngularMarginLayer(keras.layers.Layer):
             Defaults to `0.0`.
         easy_margin: apply the margin only where ``cos θ_y > 0``.
             Defaults to `False`.
-        sub_centers: number K of centres per class (sub-center ArcFace); a
-            class scores by its closest centre. Defaults to `1`.
-        fixed_centres: keep the class centres where they were initialised
+        sub_centers: number K of centers per class (sub-center ArcFace); a
+            class scores by its closest center. Defaults to `1`.
+        fixed_centers: keep the class centers where they were initialised
             (not trained). With few classes and an embedding trained from
-            scratch, learned centres can collapse onto each other, the
+            scratch, learned centers can collapse onto each other, the
             margin's cheapest state (see the README); fixed, mutually
-            orthogonal centres rule that out. Defaults to `False`.
-        kernel_initializer: initializer of the class centres. Defaults to
-            `"orthogonal"` with fixed centres (mutually orthogonal when
+            orthogonal centers rule that out. Defaults to `False`.
+        kernel_initializer: initializer of the class centers. Defaults to
+            `"orthogonal"` with fixed centers (mutually orthogonal when
             ``embedding_dim ≥ C·K``), else `"glorot_uniform"`.
-        kernel_regularizer: optional regularizer of the class centres.
+        kernel_regularizer: optional regularizer of the class centers.
             Defaults to `None`.
         **kwargs: base layer arguments (``name``, ``dtype``, ...).
 
@@ -138,8 +138,8 @@ class AngularMarginLayer(keras.layers.Layer):
         ``SparseCategoricalCrossentropy(from_logits=True)``.
 
     Attributes:
-        kernel: the class centres, ``(embedding_dim, num_classes · K)``, one
-            column per centre as in `Dense`; with K > 1 the K centres of class
+        kernel: the class centers, ``(embedding_dim, num_classes · K)``, one
+            column per center as in `Dense`; with K > 1 the K centers of class
             c are the columns ``c·K … c·K + K − 1``.
 
     Example:
@@ -166,11 +166,13 @@ class AngularMarginLayer(keras.layers.Layer):
         m3=0.0,
         easy_margin=False,
         sub_centers=1,
-        fixed_centres=False,
+        fixed_centers=False,
         kernel_initializer=None,
         kernel_regularizer=None,
         **kwargs,
     ):
+        if "fixed_centres" in kwargs:  # the spelling of models saved before 0.2
+            fixed_centers = kwargs.pop("fixed_centres")
         kwargs.setdefault("dtype", "float32")
         super().__init__(autocast=False, **kwargs)
         if isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer)) or num_classes < 2:
@@ -198,9 +200,9 @@ class AngularMarginLayer(keras.layers.Layer):
         self.m3 = _as_margin("m3", m3, num_classes, 0.0, 2.0)
         self.easy_margin = bool(easy_margin)
         self.sub_centers = int(sub_centers)
-        self.fixed_centres = bool(fixed_centres)
+        self.fixed_centers = bool(fixed_centers)
         if kernel_initializer is None:
-            kernel_initializer = "orthogonal" if self.fixed_centres else "glorot_uniform"
+            kernel_initializer = "orthogonal" if self.fixed_centers else "glorot_uniform"
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
         self.kernel_regularizer = keras.regularizers.get(kernel_regularizer)
         self.supports_masking = False
@@ -233,10 +235,10 @@ class AngularMarginLayer(keras.layers.Layer):
                 "`embeddings` must have shape (batch_size, embedding_dim) with a known "
                 f"embedding_dim. Received: embeddings.shape={tuple(embedding_shape)}"
             )
-        if self.fixed_centres and embedding_shape[-1] < self.num_classes * self.sub_centers:
+        if self.fixed_centers and embedding_shape[-1] < self.num_classes * self.sub_centers:
             warnings.warn(
-                f"fixed_centres=True with embedding_dim={embedding_shape[-1]} < num_classes × sub_centers = "
-                f"{self.num_classes * self.sub_centers}: the fixed centres cannot be mutually orthogonal.",
+                f"fixed_centers=True with embedding_dim={embedding_shape[-1]} < num_classes × sub_centers = "
+                f"{self.num_classes * self.sub_centers}: the fixed centers cannot be mutually orthogonal.",
                 stacklevel=2,
             )
         self.kernel = self.add_weight(
@@ -244,7 +246,7 @@ class AngularMarginLayer(keras.layers.Layer):
             shape=(embedding_shape[-1], self.num_classes * self.sub_centers),
             initializer=self.kernel_initializer,
             regularizer=self.kernel_regularizer,
-            trainable=not self.fixed_centres,
+            trainable=not self.fixed_centers,
             dtype="float32",
         )
         self.current_scale = self.add_weight(
@@ -271,19 +273,19 @@ class AngularMarginLayer(keras.layers.Layer):
         kernel = ops.cast(self.kernel, "float32")
         scale = self.current_scale
         inverse_norms = ops.rsqrt(ops.maximum(ops.sum(ops.square(kernel), axis=0), _EPSILON))
-        # s·cos θ for every centre; s is folded into the (B, D) side and the
-        # centre norms into one product, so the (B, C·K) logits are touched
+        # s·cos θ for every center; s is folded into the (B, D) side and the
+        # center norms into one product, so the (B, C·K) logits are touched
         # once before the margin.
-        centre_logits = ops.matmul(embeddings * scale, kernel) * inverse_norms
-        logits = centre_logits
+        center_logits = ops.matmul(embeddings * scale, kernel) * inverse_norms
+        logits = center_logits
         if self.sub_centers > 1:
-            logits = ops.reshape(centre_logits, (-1, self.num_classes, self.sub_centers))
+            logits = ops.reshape(center_logits, (-1, self.num_classes, self.sub_centers))
             logits = ops.max(logits, axis=-1)
         if labels is None:
             return logits
         labels = self._validated_labels(labels, embeddings)
-        centres = self._true_centres(kernel, labels, centre_logits)
-        target = self._target_cosine(embeddings, centres, labels)
+        centers = self._true_centers(kernel, labels, center_logits)
+        target = self._target_cosine(embeddings, centers, labels)
         rows = ops.arange(ops.shape(labels)[0], dtype="int32")
         indices = ops.stack([rows, labels], axis=1)
         # The margin touches one logit per row: overwrite it in place instead
@@ -314,12 +316,12 @@ class AngularMarginLayer(keras.layers.Layer):
                 )
         return labels
 
-    def _true_centres(self, kernel, labels, centre_logits):
-        """Unit centres (B, D) of each row's class: its closest sub-centre."""
+    def _true_centers(self, kernel, labels, center_logits):
+        """Unit centers (B, D) of each row's class: its closest sub-center."""
         column = labels
         if self.sub_centers > 1:
-            # No gradient through the choice of centre, as with the max above.
-            per_class = ops.reshape(ops.stop_gradient(centre_logits), (-1, self.num_classes, self.sub_centers))
+            # No gradient through the choice of center, as with the max above.
+            per_class = ops.reshape(ops.stop_gradient(center_logits), (-1, self.num_classes, self.sub_centers))
             own = ops.take_along_axis(per_class, ops.reshape(labels, (-1, 1, 1)), axis=1)
             column = labels * self.sub_centers + ops.cast(ops.argmax(own[:, 0, :], axis=-1), "int32")
         return _l2_normalize(ops.transpose(ops.take(kernel, column, axis=1)), axis=-1)
@@ -329,13 +331,13 @@ class AngularMarginLayer(keras.layers.Layer):
             return ops.take(ops.convert_to_tensor(margin, dtype="float32"), labels)
         return ops.convert_to_tensor(margin, dtype="float32")
 
-    def _target_cosine(self, embeddings, centres, labels):
+    def _target_cosine(self, embeddings, centers, labels):
         factor = self.margin_factor
         m1 = 1.0 + factor * (self._per_row(self.m1, labels) - 1.0)
         m2 = factor * self._per_row(self.m2, labels)
         m3 = factor * self._per_row(self.m3, labels)
-        difference = ops.sqrt(ops.maximum(ops.sum(ops.square(embeddings - centres), axis=-1), _EPSILON))
-        total = ops.sqrt(ops.maximum(ops.sum(ops.square(embeddings + centres), axis=-1), _EPSILON))
+        difference = ops.sqrt(ops.maximum(ops.sum(ops.square(embeddings - centers), axis=-1), _EPSILON))
+        total = ops.sqrt(ops.maximum(ops.sum(ops.square(embeddings + centers), axis=-1), _EPSILON))
         theta = 2.0 * ops.arctan2(difference, total)
         cosine = ops.cos(theta)
         angle = m1 * theta + m2
@@ -358,7 +360,7 @@ class AngularMarginLayer(keras.layers.Layer):
             **self._margin_config(),
             "easy_margin": self.easy_margin,
             "sub_centers": self.sub_centers,
-            "fixed_centres": self.fixed_centres,
+            "fixed_centers": self.fixed_centers,
             "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
             "kernel_regularizer": keras.regularizers.serialize(self.kernel_regularizer),
         }
@@ -416,8 +418,8 @@ class ArcMarginLayer(_NamedMarginLayer):
             Defaults to `0.5`.
         easy_margin: apply the margin only where ``cos θ_y > 0``.
             Defaults to `False`.
-        sub_centers: centres per class (sub-center ArcFace). Defaults to `1`.
-        **kwargs: `fixed_centres`, `kernel_initializer`, `kernel_regularizer` and base layer
+        sub_centers: centers per class (sub-center ArcFace). Defaults to `1`.
+        **kwargs: `fixed_centers`, `kernel_initializer`, `kernel_regularizer` and base layer
             arguments.
 
     Example:

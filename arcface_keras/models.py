@@ -33,7 +33,7 @@ def build_models(
     scale=None,
     margin=None,
     sub_centers=1,
-    fixed_centres=False,
+    fixed_centers=False,
     easy_margin=False,
     backbone_options=None,
     flip_test=False,
@@ -47,8 +47,8 @@ def build_models(
         mean, std: per-channel statistics in [0, 1] units.
         loss: ``arcface``, ``cosface``, ``sphereface``, ``softmax`` or
             ``triplet``. For ``triplet`` the head is a frozen cosine head
-            whose centres `set_class_centres` fills from training embeddings
-            (classification by nearest class centre); the model to fit is
+            whose centers `set_class_centers` fills from training embeddings
+            (classification by nearest class center); the model to fit is
             `embedding_model(train_model)`. Defaults to `"arcface"`.
         backbone: a name of `backbones.BACKBONES` or any `keras.Model`
             (image → feature map or vector; it receives normalised images).
@@ -56,8 +56,8 @@ def build_models(
         latent_dim: embedding size. Defaults to `128`.
         scale: of the margin head; `None` takes the layer's default.
         margin: of the margin head; `None` takes `RECIPE_MARGINS[loss]`.
-        sub_centers: centres per class of the margin head. Defaults to `1`.
-        fixed_centres: keep the margin head's class centres fixed
+        sub_centers: centers per class of the margin head. Defaults to `1`.
+        fixed_centers: keep the margin head's class centers fixed
             (orthogonal); see `AngularMarginLayer`. Defaults to `False`.
         easy_margin: the margin head's `easy_margin`. Defaults to `False`.
         backbone_options: extra keyword arguments of the backbone.
@@ -86,7 +86,7 @@ def build_models(
     else:
         margin = RECIPE_MARGINS[loss] if margin is None else margin
         options = {"margin": margin} if scale is None else {"margin": margin, "scale": scale}
-        head = MARGIN_HEADS[loss](num_classes, sub_centers=sub_centers, fixed_centres=fixed_centres,
+        head = MARGIN_HEADS[loss](num_classes, sub_centers=sub_centers, fixed_centers=fixed_centers,
                                   easy_margin=easy_margin, name="head", **options)
         labels = keras.Input((), dtype="int32", name="label")
         train_model = keras.Model([images, labels], head([embeddings, labels]), name=loss)
@@ -131,15 +131,15 @@ def embedding_model(train_model):
     return keras.Model(images, layers.UnitNormalization(dtype="float32", name="embedding")(embeddings), name="embedding")
 
 
-def set_class_centres(train_model, embeddings, labels):
+def set_class_centers(train_model, embeddings, labels):
     """Point each class's column of the head at its mean unit embedding."""
     import numpy as np
 
     unit = embeddings / np.maximum(np.linalg.norm(embeddings, axis=1, keepdims=True), 1e-12)
     head = train_model.get_layer("head")
-    centres = np.stack([unit[labels == c].mean(axis=0) if np.any(labels == c) else np.zeros(unit.shape[1])
+    centers = np.stack([unit[labels == c].mean(axis=0) if np.any(labels == c) else np.zeros(unit.shape[1])
                         for c in range(head.num_classes)], axis=1)
-    head.kernel.assign(centres.astype("float32"))
+    head.kernel.assign(centers.astype("float32"))
 
 
 def predict(model, images, batch_size=100):
@@ -156,6 +156,6 @@ def uses_labels(train_model):
     return len(train_model.inputs) == 2
 
 
-def class_centres(train_model):
-    """The class centres (D, C·K) of a margin head, or the Dense kernel."""
+def class_centers(train_model):
+    """The class centers (D, C·K) of a margin head, or the Dense kernel."""
     return keras.ops.convert_to_numpy(train_model.get_layer("head").kernel)

@@ -52,12 +52,12 @@ def _class_colours(num_classes):
     return matplotlib.colormaps["tab10" if num_classes <= 10 else "tab20"](np.arange(num_classes) % 20)
 
 
-def embeddings(path, vectors, labels, centres=None, sub_centers=1, title="Embeddings", max_points=3000, seed=0,
+def embeddings(path, vectors, labels, centers=None, sub_centers=1, title="Embeddings", max_points=3000, seed=0,
                class_names=None):
     """Embeddings on the circle (D = 2), on the sphere (D = 3), or projected.
 
     For D = 2 and 3 the points are normalised onto the unit circle / sphere
-    and the class centres drawn as labelled rays, as in the ArcFace paper's
+    and the class centers drawn as labelled rays, as in the ArcFace paper's
     toy figures; above 3 dimensions a PCA projection to 2-D of the unit
     embeddings is drawn (said on the plot).
     """
@@ -68,24 +68,24 @@ def embeddings(path, vectors, labels, centres=None, sub_centers=1, title="Embedd
         keep = rng.choice(len(labels), max_points, replace=False)
         vectors, labels = vectors[keep], labels[keep]
     unit = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
-    num_classes = int(labels.max()) + 1 if centres is None else np.asarray(centres).shape[1] // sub_centers
+    num_classes = int(labels.max()) + 1 if centers is None else np.asarray(centers).shape[1] // sub_centers
     colours = _class_colours(num_classes)
     dim = unit.shape[1]
-    unit_centres = None
-    if centres is not None and dim <= 3:
-        centres = np.asarray(centres, dtype="float64")
-        unit_centres = (centres / np.maximum(np.linalg.norm(centres, axis=0, keepdims=True), 1e-12)).T
+    unit_centers = None
+    if centers is not None and dim <= 3:
+        centers = np.asarray(centers, dtype="float64")
+        unit_centers = (centers / np.maximum(np.linalg.norm(centers, axis=0, keepdims=True), 1e-12)).T
     figure = _figure((6.5, 6))
     if dim == 3:
         axis = figure.add_subplot(projection="3d")
         u, v = np.mgrid[0 : 2 * np.pi : 30j, 0 : np.pi : 15j]
         axis.plot_wireframe(np.cos(u) * np.sin(v), np.sin(u) * np.sin(v), np.cos(v), color="0.85", linewidth=0.4)
         axis.scatter(*unit.T, c=colours[labels], s=3, alpha=0.6, depthshade=False)
-        if unit_centres is not None:
-            for index, centre in enumerate(unit_centres):
+        if unit_centers is not None:
+            for index, center in enumerate(unit_centers):
                 c = index // sub_centers
-                axis.plot(*np.stack([np.zeros(3), 1.25 * centre]).T, color=colours[c], linewidth=2)
-                axis.text(*(1.32 * centre), str(c), color=colours[c])
+                axis.plot(*np.stack([np.zeros(3), 1.25 * center]).T, color=colours[c], linewidth=2)
+                axis.text(*(1.32 * center), str(c), color=colours[c])
         axis.set_box_aspect((1, 1, 1))
     else:
         axis = figure.add_subplot()
@@ -93,11 +93,11 @@ def embeddings(path, vectors, labels, centres=None, sub_centers=1, title="Embedd
             points = unit
             theta = np.linspace(0, 2 * np.pi, 200)
             axis.plot(np.cos(theta), np.sin(theta), color="0.8", linewidth=0.8)
-            if unit_centres is not None:
-                for index, centre in enumerate(unit_centres):
+            if unit_centers is not None:
+                for index, center in enumerate(unit_centers):
                     c = index // sub_centers
-                    axis.plot([0, 1.2 * centre[0]], [0, 1.2 * centre[1]], color=colours[c], linewidth=2)
-                    axis.text(*(1.28 * centre), str(c), color=colours[c])
+                    axis.plot([0, 1.2 * center[0]], [0, 1.2 * center[1]], color=colours[c], linewidth=2)
+                    axis.text(*(1.28 * center), str(c), color=colours[c])
         else:
             from sklearn.decomposition import PCA
 
@@ -134,7 +134,7 @@ def confusion_matrix(path, matrix, title="Confusion matrix", class_names=None):
     return _save(figure, path)
 
 
-def target_angle_histogram(path, angles, labels, title="Angle to own class centre"):
+def target_angle_histogram(path, angles, labels, title="Angle to own class center"):
     """Histogram of θ_y (degrees), one outline per class."""
     angles, labels = np.asarray(angles), np.asarray(labels)
     figure = _figure((7, 4))

@@ -43,21 +43,21 @@ def evaluate_run(folder, train_model, splits, batch_size=100, extra=None, infere
     outputs = models.predict(inference, splits.x_test, batch_size)
     head = train_model.get_layer("head")
     sub_centers = getattr(head, "sub_centers", 1)
-    centres = models.class_centres(train_model)
+    centers = models.class_centers(train_model)
     metrics, arrays = evaluation.full_evaluation(
         splits.y_test, np.asarray(outputs["probabilities"]), np.asarray(outputs["embedding"]),
-        centres, sub_centers, splits.num_classes,
+        centers, sub_centers, splits.num_classes,
     )
-    metrics["centre_cosine"] = evaluation.centre_cosines(centres)
+    metrics["center_cosine"] = evaluation.center_cosines(centers)
     metrics["class_names"] = list(splits.class_names)
     metrics.update(extra or {})
     name = f"{splits.name} / {metrics.get('loss', train_model.name)}"
     plots.embeddings(os.path.join(folder, FIGURES["embeddings"]), outputs["embedding"], splits.y_test,
-                     centres, sub_centers, title=f"Test embeddings, {name}", class_names=splits.class_names)
+                     centers, sub_centers, title=f"Test embeddings, {name}", class_names=splits.class_names)
     plots.confusion_matrix(os.path.join(folder, FIGURES["confusion"]), metrics["confusion_matrix"], title=f"Confusion, {name}",
                            class_names=splits.class_names)
     plots.target_angle_histogram(os.path.join(folder, FIGURES["angles"]), arrays["target_angles"], splits.y_test,
-                                 title=f"Angle to own class centre, {name}")
+                                 title=f"Angle to own class center, {name}")
     plots.roc_curve(os.path.join(folder, FIGURES["roc"]), arrays["roc"]["far"], arrays["roc"]["tar"], title=f"Verification ROC, {name}")
     history = os.path.join(folder, "history.csv")
     if os.path.exists(history):
@@ -88,9 +88,9 @@ def render(metrics, name):
         ("EER", metrics["eer"]),
         ("TAR @ FAR 1e-3", metrics["tar_at_far_1e-3"]),
     ]
-    if "centre_cosine" in metrics:
-        rows += [("centre cosine, mean (1 = collapsed)", metrics["centre_cosine"]["mean"]),
-                 ("centre cosine, max", metrics["centre_cosine"]["max"])]
+    if "center_cosine" in metrics:
+        rows += [("center cosine, mean (1 = collapsed)", metrics["center_cosine"]["mean"]),
+                 ("center cosine, max", metrics["center_cosine"]["max"])]
     lines += [f"| {label} | {value:.4f} |" for label, value in rows]
     calibration = metrics.get("calibration")
     if calibration:

@@ -108,7 +108,11 @@ def read_config(folder):
             stored = json.load(file)
     except (OSError, ValueError):
         return None
-    return stored if isinstance(stored, dict) else None
+    if not isinstance(stored, dict):
+        return None
+    from arcface_keras.training import renamed_fields
+
+    return renamed_fields(stored)
 
 
 def differing_fields(stored, key):

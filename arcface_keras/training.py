@@ -21,7 +21,7 @@ import numpy as np
 from arcface_keras import backbones, evaluation, export, models, pretrained, report, run_folder
 from arcface_keras import data as data_lib
 from arcface_keras.callbacks import (
-    ClassCentres,
+    ClassCenters,
     DivergenceGuard,
     EpochBackup,
     EpochTimer,
@@ -64,9 +64,9 @@ class TrainConfig:
     scale: float | str | None = 16.0
     margin: float | None = None  # None: models.RECIPE_MARGINS[loss]
     sub_centers: int = 1
-    # Margin heads: fixed orthogonal class centres rule out centre collapse (README).
-    # "auto": fixed where latent_dim ≥ classes × sub_centers (orthogonal centres exist), else learned.
-    fixed_centres: bool | str = "auto"
+    # Margin heads: fixed orthogonal class centers rule out center collapse (README).
+    # "auto": fixed where latent_dim ≥ classes × sub_centers (orthogonal centers exist), else learned.
+    fixed_centers: bool | str = "auto"
     easy_margin: bool = False
     # Evaluate and export with the flip test (embedding of image and mirror averaged).
     flip_test: bool = False
@@ -121,7 +121,7 @@ class TrainConfig:
             ("margin", self.margin is None or _number(self.margin, low, high, high_open=True),
              f"in [{low:g}, {high:g}) for loss {self.loss}"),
             ("sub_centers", _integer(self.sub_centers, 1), "an integer ≥ 1"),
-            ("fixed_centres", self.fixed_centres in (True, False, "auto"), "True, False or 'auto'"),
+            ("fixed_centers", self.fixed_centers in (True, False, "auto"), "True, False or 'auto'"),
             ("easy_margin", isinstance(self.easy_margin, bool), "True or False"),
             ("flip_test", isinstance(self.flip_test, bool), "True or False"),
             ("margin_warmup_epochs", _number(self.margin_warmup_epochs, 0, math.inf), "a number ≥ 0"),
@@ -200,8 +200,17 @@ def _number(value, low, high, low_open=False, high_open=False):
 # Fields that never change a run's results.
 RESULT_FREE_FIELDS = ("verbose", "output", "overwrite", "deterministic")
 # Fields a loss never reads: a change in them must not retrain a finished run.
-_MARGIN_HEAD_FIELDS = ("scale", "sub_centers", "fixed_centres", "easy_margin", "margin_warmup_epochs", "per_class_margins")
+_MARGIN_HEAD_FIELDS = ("scale", "sub_centers", "fixed_centers", "easy_margin", "margin_warmup_epochs", "per_class_margins")
 UNUSED_FIELDS = {"softmax": _MARGIN_HEAD_FIELDS + ("margin",), "triplet": _MARGIN_HEAD_FIELDS}
+
+
+# Config fields stored under an older name in run folders: old → new.
+RENAMED_FIELDS = {"fixed_centres": "fixed_centers"}
+
+
+def renamed_fields(stored):
+    """A stored config dict with old field names given their current names."""
+    return {RENAMED_FIELDS.get(key, key): value for key, value in stored.items()}
 
 
 def config_record(config):
@@ -298,12 +307,12 @@ def _build_models(config, splits):
     if config.per_class_margins:
         top = models.RECIPE_MARGINS[config.loss] if margin is None else margin
         margin = margins_from_class_counts(np.bincount(splits.y_train, minlength=splits.num_classes).clip(1), top)
-    fixed_centres = resolve_fixed_centres(config, splits.num_classes)
+    fixed_centers = resolve_fixed_centers(config, splits.num_classes)
     try:
         return models.build_models(
             splits.num_classes, splits.image_shape, splits.mean, splits.std,
             loss=config.loss, backbone=config.backbone, latent_dim=config.latent_dim, scale=config.scale,
-            margin=margin, sub_centers=config.sub_centers, fixed_centres=fixed_centres,
+            margin=margin, sub_centers=config.sub_centers, fixed_centers=fixed_centers,
             easy_margin=config.easy_margin, backbone_options=config.backbone_options, flip_test=config.flip_test,
             weights=config.weights,
         )
@@ -368,23 +377,23 @@ def _fit(config, folder, splits, plan, train_model, inference):
     return extra
 
 
-def resolve_fixed_centres(config, num_classes):
-    """`config.fixed_centres` with "auto" decided: fixed when orthogonal centres fit.
+def resolve_fixed_centers(config, num_classes):
+    """`config.fixed_centers` with "auto" decided: fixed when orthogonal centers fit.
 
-    Explicitly fixed centres that cannot be mutually orthogonal (fewer
-    dimensions than centres) are refused.
+    Explicitly fixed centers that cannot be mutually orthogonal (fewer
+    dimensions than centers) are refused.
     """
     if config.loss not in models.MARGIN_HEADS:
         return False
     needed = num_classes * config.sub_centers
-    if config.fixed_centres == "auto":
+    if config.fixed_centers == "auto":
         return config.latent_dim >= needed
-    if config.fixed_centres and config.latent_dim < needed:
+    if config.fixed_centers and config.latent_dim < needed:
         raise UserInputError(
-            f"--fixed-centres needs --latent-dim ≥ classes × sub-centers = {needed} for mutually orthogonal "
-            f"centres. Received: latent_dim={config.latent_dim}; raise it or use --no-fixed-centres."
+            f"--fixed-centers needs --latent-dim ≥ classes × sub-centers = {needed} for mutually orthogonal "
+            f"centers. Received: latent_dim={config.latent_dim}; raise it or use --no-fixed-centers."
         )
-    return bool(config.fixed_centres)
+    return bool(config.fixed_centers)
 
 
 @dataclasses.dataclass
@@ -418,7 +427,7 @@ def _fit_plan(config, splits, train_model):
             metrics=[],
             steps_per_epoch=data_lib.balanced_steps(len(splits.y_train), classes_per_batch, samples_per_class),
             endless=True,
-            callbacks_first=[ClassCentres(train_model, embedding, splits.x_train, splits.y_train, config.batch_size)],
+            callbacks_first=[ClassCenters(train_model, embedding, splits.x_train, splits.y_train, config.batch_size)],
             callbacks_last=[],
         )
     labels_as_input = models.uses_labels(train_model)

@@ -2,7 +2,7 @@
 
 Times, in one process and interleaved round by round (so machine noise hits
 every contender alike), one training step of the head alone — logits,
-cross-entropy, gradients for the embeddings and the class centres — at batch
+cross-entropy, gradients for the embeddings and the class centers — at batch
 256, embedding 512 and 10 / 1,000 / 100,000 classes:
 
 - `dense`: keras Dense + softmax cross-entropy (the baseline, ratio 1.0);

@@ -3,7 +3,7 @@
 Mean cosine between the embeddings of different images, computed with
 batch statistics (training mode) as the first step sees them, for each
 backbone with and without batch normalisation of the embedding. Near 1 means
-every image starts in the same narrow cone, where no class centre can win.
+every image starts in the same narrow cone, where no class center can win.
 
     python scripts/embedding_spread.py --data ../shared/data/mnist.npz --dataset mnist
 """

@@ -152,7 +152,7 @@ CASES = [
     (TRAIN, ["--backbone-options", '{"depth": 3}'], "does not take: ['depth']"),
     (TRAIN, ["--backbone-options", '{"widths": "abc"}'], "cannot build the network model"),
     (TRAIN, ["--loss", "hinge"], "argument --loss: invalid choice: 'hinge'"),
-    (TRAIN, ["--fixed-centres", "--latent-dim", "4"], "--fixed-centres needs --latent-dim ≥ classes × sub-centers = 10"),
+    (TRAIN, ["--fixed-centers", "--latent-dim", "4"], "--fixed-centers needs --latent-dim ≥ classes × sub-centers = 10"),
     (TRAIN, ["--per-class-margins", "--loss", "softmax"], "--per-class-margins needs loss arcface or cosface"),
     (TRAIN, ["--no-such-flag"], "unrecognized arguments: --no-such-flag"),
     (TRAIN, ["--output", "{root}/a_file"], "is a file, not a folder"),
@@ -281,3 +281,10 @@ def test_studies_refuse_the_flags_they_set_and_accept_the_others(script, set_by_
     fields = {field.name for field in dataclasses.fields(TrainConfig)}
     destinations = _destinations(_parser(script))
     assert destinations & fields == fields - set_by_the_study
+
+
+def test_the_old_flag_spelling_still_sets_the_field():
+    parser = _parser("train")
+    assert parser.parse_args(["--fixed-centres"]).fixed_centers is True
+    assert parser.parse_args(["--no-fixed-centres"]).fixed_centers is False
+    assert parser.parse_args([]).fixed_centers == "auto"

@@ -95,21 +95,21 @@ def test_sampled_pairs_are_right():
 
 
 def test_angles_on_hand_made_geometry():
-    centres = np.eye(3)  # (D, C): orthogonal centres, 90° apart
+    centers = np.eye(3)  # (D, C): orthogonal centers, 90° apart
     embeddings = np.array([[1.0, 0, 0], [0, 1.0, 0], [math.cos(0.3), math.sin(0.3), 0]])
     labels = np.array([0, 1, 0])
-    stats = evaluation.angular_statistics(embeddings, labels, centres)
-    own, other = evaluation.target_angles(embeddings, labels, centres)
+    stats = evaluation.angular_statistics(embeddings, labels, centers)
+    own, other = evaluation.target_angles(embeddings, labels, centers)
     np.testing.assert_allclose(own, [0, 0, math.degrees(0.3)], atol=1e-6)
     np.testing.assert_allclose(other, [90, 90, 90 - math.degrees(0.3)], atol=1e-6)
-    assert stats["centre_angle_min"] == pytest.approx(90) and stats["centre_angle_mean"] == pytest.approx(90)
+    assert stats["center_angle_min"] == pytest.approx(90) and stats["center_angle_mean"] == pytest.approx(90)
     assert stats["margin_achieved_mean"] == pytest.approx((90 + 90 + 90 - 2 * math.degrees(0.3)) / 3)
 
 
-def test_angles_with_sub_centres():
-    centres = np.array([[1.0, 0.0, 0.0, 1.0], [0.0, 1.0, 1.0, 0.0]])  # class 0: x, y; class 1: y, x
-    centres[:, 2:] = [[-1.0, 0.0], [0.0, -1.0]]  # class 1: -x, -y
-    own, other = evaluation.target_angles(np.array([[0.0, 1.0]]), np.array([0]), centres, sub_centers=2)
+def test_angles_with_sub_centers():
+    centers = np.array([[1.0, 0.0, 0.0, 1.0], [0.0, 1.0, 1.0, 0.0]])  # class 0: x, y; class 1: y, x
+    centers[:, 2:] = [[-1.0, 0.0], [0.0, -1.0]]  # class 1: -x, -y
+    own, other = evaluation.target_angles(np.array([[0.0, 1.0]]), np.array([0]), centers, sub_centers=2)
     assert own[0] == pytest.approx(0.0) and other[0] == pytest.approx(90.0)
 
 
@@ -122,11 +122,11 @@ def test_full_evaluation_keys(rng):
     assert arrays["target_angles"].shape == (90,)
 
 
-def test_centre_cosines_detects_collapse():
+def test_center_cosines_detects_collapse():
     orthogonal = np.eye(6)[:, :4]
-    assert evaluation.centre_cosines(orthogonal) == {"mean": 0.0, "max": 0.0}
+    assert evaluation.center_cosines(orthogonal) == {"mean": 0.0, "max": 0.0}
     collapsed = np.ones((6, 4)) + 1e-3 * np.random.default_rng(0).normal(size=(6, 4))
-    result = evaluation.centre_cosines(collapsed * [1, 2, 3, 4])  # column norms do not matter
+    result = evaluation.center_cosines(collapsed * [1, 2, 3, 4])  # column norms do not matter
     assert result["mean"] > 0.99 and result["max"] <= 1.0 + 1e-12
 
 

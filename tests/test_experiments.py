@@ -6,7 +6,7 @@ import pytest
 
 from arcface_keras import AngularMarginLayer, experiments
 from arcface_keras.errors import UserInputError
-from arcface_keras.training import TrainConfig, resolve_fixed_centres
+from arcface_keras.training import TrainConfig, resolve_fixed_centers
 
 
 def _finished_run(tmp_path, config_dict):
@@ -19,13 +19,13 @@ def _finished_run(tmp_path, config_dict):
 def test_run_once_reuses_a_finished_run_and_retrains_a_changed_one(tmp_path, monkeypatch):
     calls = []
     monkeypatch.setattr(experiments, "train", lambda config: calls.append(config) or {"test_accuracy": 0.9})
-    config = TrainConfig(fixed_centres=False, output=str(tmp_path / "run"))
+    config = TrainConfig(fixed_centers=False, output=str(tmp_path / "run"))
     legacy = dataclasses.asdict(config)
-    del legacy["fixed_centres"], legacy["easy_margin"]  # a run made before these fields existed
+    del legacy["fixed_centers"], legacy["easy_margin"]  # a run made before these fields existed
     _finished_run(tmp_path, legacy)
     assert experiments.run_once(config)["test_accuracy"] == 0.5 and calls == []
-    # The new default (fixed centres) is a different run: it must not reuse the learned-centre one.
-    changed = dataclasses.replace(config, fixed_centres="auto")
+    # The new default (fixed centers) is a different run: it must not reuse the learned-center one.
+    changed = dataclasses.replace(config, fixed_centers="auto")
     assert experiments.run_once(changed)["test_accuracy"] == 0.9 and calls == [changed]
 
 
@@ -34,7 +34,7 @@ def test_run_once_ignores_fields_the_loss_never_reads(tmp_path, monkeypatch):
     monkeypatch.setattr(experiments, "train", lambda config: calls.append(config) or {"test_accuracy": 0.9})
     softmax = TrainConfig(loss="softmax", output=str(tmp_path / "run"))
     _finished_run(tmp_path, dataclasses.asdict(softmax))
-    margin_only = dataclasses.replace(softmax, scale=30.0, margin=0.5, fixed_centres=False, margin_warmup_epochs=0)
+    margin_only = dataclasses.replace(softmax, scale=30.0, margin=0.5, fixed_centers=False, margin_warmup_epochs=0)
     assert experiments.run_once(margin_only)["test_accuracy"] == 0.5 and calls == []
     # A field softmax does read still retrains it.
     assert experiments.run_once(dataclasses.replace(softmax, lr=0.2))["test_accuracy"] == 0.9 and len(calls) == 1
@@ -49,31 +49,31 @@ def test_run_once_keeps_the_triplet_margin(tmp_path, monkeypatch):
     assert experiments.run_once(dataclasses.replace(triplet, margin=0.5))["test_accuracy"] == 0.9 and len(calls) == 1
 
 
-def test_centre_cosines_come_from_metrics_when_recorded(tmp_path):
+def test_center_cosines_come_from_metrics_when_recorded(tmp_path):
     recorded = {"mean": 0.25, "max": 0.5}
     # No model.keras in the folder: reading it would fail, so the recorded value must be used.
-    assert experiments._centre_cosines(str(tmp_path), {"centre_cosine": recorded}) == recorded
+    assert experiments._center_cosines(str(tmp_path), {"center_cosine": recorded}) == recorded
 
 
-def test_auto_fixes_centres_only_where_orthogonal_centres_exist():
-    assert resolve_fixed_centres(TrainConfig(latent_dim=128), 10)
-    assert not resolve_fixed_centres(TrainConfig(latent_dim=3), 10)
-    assert not resolve_fixed_centres(TrainConfig(latent_dim=16, sub_centers=2), 10)
-    assert not resolve_fixed_centres(TrainConfig(fixed_centres=False), 10)
+def test_auto_fixes_centers_only_where_orthogonal_centers_exist():
+    assert resolve_fixed_centers(TrainConfig(latent_dim=128), 10)
+    assert not resolve_fixed_centers(TrainConfig(latent_dim=3), 10)
+    assert not resolve_fixed_centers(TrainConfig(latent_dim=16, sub_centers=2), 10)
+    assert not resolve_fixed_centers(TrainConfig(fixed_centers=False), 10)
 
 
-def test_explicit_fixed_centres_that_cannot_be_orthogonal_are_refused():
+def test_explicit_fixed_centers_that_cannot_be_orthogonal_are_refused():
     with pytest.raises(UserInputError, match="--latent-dim ≥ classes × sub-centers = 10"):
-        resolve_fixed_centres(TrainConfig(latent_dim=3, fixed_centres=True), 10)
+        resolve_fixed_centers(TrainConfig(latent_dim=3, fixed_centers=True), 10)
     with pytest.warns(UserWarning, match="cannot be mutually orthogonal"):
-        AngularMarginLayer(10, fixed_centres=True).build((None, 3))
+        AngularMarginLayer(10, fixed_centers=True).build((None, 3))
 
 
 def test_convergence_variants_keep_their_indices():
     # Run folders are named by index: new variants go at the end.
     names = list(experiments.CONVERGENCE_VARIANTS)
-    assert names[4] == "recipe, learned centres" and names[10] == "softmax (same backbone and budget)"
-    assert names[16] == "recipe, fixed orthogonal centres"
+    assert names[4] == "recipe, learned centers" and names[10] == "softmax (same backbone and budget)"
+    assert names[16] == "recipe, fixed orthogonal centers"
 
 
 def test_open_set_scores_on_separable_embeddings():

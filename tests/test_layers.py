@@ -57,13 +57,13 @@ def reference_logits(embeddings, kernel, labels, scale, m1=1.0, m2=0.0, m3=0.0, 
     return logits
 
 
-def _at_angle(centre, theta, rng):
-    """A unit vector at angle theta from `centre` (any dimension ≥ 2)."""
-    centre = centre / np.linalg.norm(centre)
-    other = rng.normal(size=centre.shape)
-    other -= (other @ centre) * centre
+def _at_angle(center, theta, rng):
+    """A unit vector at angle theta from `center` (any dimension ≥ 2)."""
+    center = center / np.linalg.norm(center)
+    other = rng.normal(size=center.shape)
+    other -= (other @ center) * center
     other /= np.linalg.norm(other)
-    return math.cos(theta) * centre + math.sin(theta) * other
+    return math.cos(theta) * center + math.sin(theta) * other
 
 
 def _inputs(rng, batch=24, dim=16, num_classes=7, sub_centers=1, margin=0.5):
@@ -73,8 +73,8 @@ def _inputs(rng, batch=24, dim=16, num_classes=7, sub_centers=1, margin=0.5):
     embeddings = rng.normal(size=(batch, dim)) * 3
     angles = [0.0, 1e-4, 1e-2, math.pi, math.pi - 1e-4, math.pi - 1e-2, math.pi - margin / 2, math.pi - margin + 0.05]
     for i, theta in enumerate(angles[:batch]):
-        centre = kernel[:, labels[i] * sub_centers]
-        embeddings[i] = 2.0 * _at_angle(centre, theta, rng)
+        center = kernel[:, labels[i] * sub_centers]
+        embeddings[i] = 2.0 * _at_angle(center, theta, rng)
     return embeddings.astype("float32"), kernel, labels
 
 
@@ -144,7 +144,7 @@ def test_target_is_monotonic_in_theta(variant):
     thetas = np.linspace(0.0, math.pi, 2001)
     embeddings = np.stack([np.cos(thetas), np.sin(thetas)], axis=1).astype("float32")
     kernel = np.zeros((2, 7 * params.get("sub_centers", 1)), "float32")
-    kernel[0, :] = 1.0  # every centre at angle 0: the target angle is θ
+    kernel[0, :] = 1.0  # every center at angle 0: the target angle is θ
     _layer_with_kernel(layer, kernel)
     target = layer([embeddings, np.zeros(len(thetas), "int32")]).numpy()[:, 0]
     steps = np.diff(target)
@@ -169,9 +169,9 @@ def test_gradients_finite_everywhere(variant, rng):
     make, params = VARIANTS[variant]
     embeddings, kernel, labels = _inputs(rng, sub_centers=params.get("sub_centers", 1))
     embeddings[-1] = 0.0  # zero-norm embedding
-    embeddings[-2] = kernel[:, labels[-2] * params.get("sub_centers", 1)]  # exactly on its centre
+    embeddings[-2] = kernel[:, labels[-2] * params.get("sub_centers", 1)]  # exactly on its center
     embeddings[-3] = -kernel[:, labels[-3] * params.get("sub_centers", 1)]  # exactly opposite
-    kernel[:, -1] = 0.0  # a zero-norm centre
+    kernel[:, -1] = 0.0  # a zero-norm center
     layer = _layer_with_kernel(make(), kernel)
     loss, (grad_embeddings, grad_kernel) = _loss_and_gradients(layer, embeddings, labels)
     assert np.isfinite(loss.numpy())
@@ -378,8 +378,8 @@ def test_docstring_examples_run():
     assert result.attempted >= 5 and result.failed == 0
 
 
-def test_fixed_centres_are_orthogonal_and_never_trained(rng, tmp_path):
-    layer = ArcMarginLayer(5, scale=16.0, margin=0.3, fixed_centres=True, sub_centers=2)
+def test_fixed_centers_are_orthogonal_and_never_trained(rng, tmp_path):
+    layer = ArcMarginLayer(5, scale=16.0, margin=0.3, fixed_centers=True, sub_centers=2)
     model = _model(layer, dim=16)
     kernel = layer.kernel.numpy()
     assert not layer.kernel.trainable and layer.trainable_weights == []
@@ -392,11 +392,31 @@ def test_fixed_centres_are_orthogonal_and_never_trained(rng, tmp_path):
     path = tmp_path / "fixed.keras"
     model.save(path)
     loaded = keras.models.load_model(path, safe_mode=True).layers[-1]
-    assert loaded.fixed_centres and not loaded.kernel.trainable
+    assert loaded.fixed_centers and not loaded.kernel.trainable
     np.testing.assert_array_equal(loaded.kernel.numpy(), kernel)
 
 
-def test_learned_centres_stay_trainable_by_default():
+def test_learned_centers_stay_trainable_by_default():
     layer = ArcMarginLayer(4)
     layer.build((None, 8))
-    assert layer.kernel.trainable and not layer.fixed_centres
+    assert layer.kernel.trainable and not layer.fixed_centers
+
+
+def test_models_saved_with_the_old_spelling_still_load(tmp_path):
+    """Before 0.2 the argument was `fixed_centres`: a file saved with it still loads."""
+    import zipfile
+
+    inputs = keras.Input((4,))
+    model = keras.Model(inputs, ArcMarginLayer(3, fixed_centers=True, name="head")(inputs))
+    model.save(tmp_path / "new.keras")
+    with zipfile.ZipFile(tmp_path / "new.keras") as source, zipfile.ZipFile(tmp_path / "old.keras", "w") as target:
+        for item in source.infolist():
+            content = source.read(item.filename)
+            if item.filename == "config.json":
+                assert b'"fixed_centers": true' in content
+                content = content.replace(b'"fixed_centers"', b'"fixed_centres"')
+            target.writestr(item, content)
+    loaded = keras.models.load_model(tmp_path / "old.keras")
+    head = loaded.get_layer("head")
+    assert head.fixed_centers is True and not head.kernel.trainable
+    np.testing.assert_array_equal(np.array(head.kernel), np.array(model.get_layer("head").kernel))

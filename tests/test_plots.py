@@ -8,7 +8,7 @@ from arcface_keras import plots
 def test_embedding_plots_are_written(dim, tmp_path, rng):
     labels = rng.integers(0, 5, size=300)
     vectors = rng.normal(size=(300, dim))
-    path = plots.embeddings(str(tmp_path / f"e{dim}.png"), vectors, labels, centres=rng.normal(size=(dim, 5)))
+    path = plots.embeddings(str(tmp_path / f"e{dim}.png"), vectors, labels, centers=rng.normal(size=(dim, 5)))
     with open(path, "rb") as file:
         assert file.read(8) == b"\x89PNG\r\n\x1a\n"
     assert (tmp_path / f"e{dim}.png").stat().st_size > 5000

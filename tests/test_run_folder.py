@@ -134,7 +134,7 @@ def test_kill_after_training_resumes_without_training_again(synthetic, tmp_path,
     assert (folder / "saved_model" / "saved_model.pb").exists()
 
 
-def test_triplet_run_resumed_after_its_last_epoch_keeps_class_centres(synthetic, tmp_path, monkeypatch):
+def test_triplet_run_resumed_after_its_last_epoch_keeps_class_centers(synthetic, tmp_path, monkeypatch):
     folder = tmp_path / "run"
     config = TrainConfig(data=synthetic, loss="triplet", epochs=4, batch_size=20, output=str(folder), **TINY)
 

@@ -110,8 +110,8 @@ def test_convergence_study_runs_end_to_end(tmp_path):
     result = run_script("convergence.py", *TINY_STUDY, "--only", "0", "4", "--folder", str(tmp_path))
     assert result.returncode == 0, result.stderr[-3000:]
     summary = json.loads((tmp_path / "convergence.json").read_text())
-    assert [r["variant"] for r in summary["rows"]][1] == "recipe, learned centres"
-    assert all(-1.0 <= r["centre_cosine"]["mean"] <= r["centre_cosine"]["max"] <= 1.0 for r in summary["rows"])
+    assert [r["variant"] for r in summary["rows"]][1] == "recipe, learned centers"
+    assert all(-1.0 <= r["center_cosine"]["mean"] <= r["center_cosine"]["max"] <= 1.0 for r in summary["rows"])
     assert (tmp_path / "variant00").is_dir() and (tmp_path / "variant04").is_dir()
 
 
@@ -121,4 +121,4 @@ def test_embedding_spread_reports_each_backbone():
     rows = [line for line in result.stdout.splitlines() if line.startswith("| network") or line.startswith("| resnet")]
     assert len(rows) == 4
     with_bn = [float(line.split("|")[3]) for line in rows if "| yes |" in line]
-    assert all(abs(value) < 0.2 for value in with_bn)  # batch norm centres the embeddings
+    assert all(abs(value) < 0.2 for value in with_bn)  # batch norm centers the embeddings

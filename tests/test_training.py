@@ -50,7 +50,7 @@ def test_short_run_learns_and_writes_the_run_folder(loss, synthetic, tmp_path):
         assert (folder / name).exists(), name
     assert json.loads((folder / "metrics.json").read_text())["test_accuracy"] == metrics["test_accuracy"]
     assert not (folder / "backup").exists()  # removed after a finished run
-    cosines = metrics["centre_cosine"]
+    cosines = metrics["center_cosine"]
     assert -1.0 <= cosines["mean"] <= cosines["max"] <= 1.0
 
 
@@ -73,7 +73,7 @@ def test_fastnet_backbone_learns(synthetic, tmp_path):
     metrics = train(TrainConfig(data=synthetic, backbone="fastnet", epochs=6, batch_size=20, lr=0.05,
                                 output=str(tmp_path / "run"), **options))
     assert metrics["test_accuracy"] >= 0.95, metrics["test_accuracy"]
-    assert abs(metrics["centre_cosine"]["mean"]) < 1e-3  # auto → fixed orthogonal centres
+    assert abs(metrics["center_cosine"]["mean"]) < 1e-3  # auto → fixed orthogonal centers
 
 
 def test_keras_file_and_saved_model_reload_to_the_same_outputs(synthetic, tmp_path, rng):
@@ -160,7 +160,7 @@ def test_mixed_precision_run_keeps_float32_head(synthetic, tmp_path):
 @pytest.mark.parametrize(
     "field, value",
     [("loss", "hinge"), ("precision", "fp8"), ("epochs", 0), ("batch_size", -1), ("lr", 0.0), ("strategy", "tpu"),
-     ("fixed_centres", "yes")],
+     ("fixed_centers", "yes")],
 )
 def test_bad_config_names_the_field(field, value):
     with pytest.raises(ValueError, match=f"{field}={value!r}"):
@@ -173,7 +173,7 @@ def test_resolve_precision_on_cpu():
 
 
 def test_divergence_stops_the_run_and_exports_nothing(synthetic, tmp_path):
-    """Fixed centres never change, so checking only the head (as before) missed this."""
+    """Fixed centers never change, so checking only the head (as before) missed this."""
     folder = tmp_path / "run"
     config = TrainConfig(data=synthetic, epochs=3, batch_size=20, lr=1e30, lr_warmup_epochs=0, output=str(folder), **TINY)
     with pytest.raises(training.TrainingDiverged, match=r"diverged in epoch 1: .*Lower --lr \(now 1e\+30\)"):

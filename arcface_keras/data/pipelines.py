@@ -54,7 +54,7 @@ def make_dataset(images, labels, batch_size=100, training=False, augment=None, s
     Training pipelines are shuffled anew each epoch; `augment` is `None`,
     ``"crop-flip"`` (random crop after 4-pixel zero padding and a random
     horizontal flip: the CIFAR recipe), ``"crop-flip-cutout"`` (the same, then
-    a `CUTOUT_SIZE`-pixel square at a random centre, clipped at the border,
+    a `CUTOUT_SIZE`-pixel square at a random center, clipped at the border,
     filled with the image's mean colour: Cutout, DeVries & Taylor 2017) or ``"shift"`` (random crop after
     2-pixel padding, no flip: for digits, whose mirror images are not digits). Elements are ``((images, labels), labels)`` when
     `labels_as_input` (margin heads read the labels), else
@@ -97,13 +97,13 @@ def augmentation(name):
 
 
 def cut_out(image, size):
-    """`image` (H, W, C) with a size×size square at a uniformly drawn centre
+    """`image` (H, W, C) with a size×size square at a uniformly drawn center
     (clipped where it crosses the border) set to the image's mean colour."""
     import tensorflow as tf
 
     shape = tf.shape(image)
-    centre = tf.cast(tf.random.uniform([2]) * tf.cast(shape[:2], tf.float32), tf.int32)
-    low, high = centre - size // 2, centre - size // 2 + size
+    center = tf.cast(tf.random.uniform([2]) * tf.cast(shape[:2], tf.float32), tf.int32)
+    low, high = center - size // 2, center - size // 2 + size
     rows, cols = tf.range(shape[0]), tf.range(shape[1])
     inside = ((rows >= low[0]) & (rows < high[0]))[:, None] & ((cols >= low[1]) & (cols < high[1]))[None, :]
     mean = tf.cast(tf.reduce_mean(tf.cast(image, tf.float32), axis=[0, 1]), image.dtype)
