@@ -1,8 +1,8 @@
-"""Feature extractors: image (already normalised) → embedding of `latent_dim`.
+"""Feature extractors: image (already normalised) → embedding of `embedding_dim`.
 
 Each is a functional `keras.Model` named ``backbone``; every layer has a name
 and follows the global dtype policy, so mixed precision is one switch. Both end
-in ``Dense(latent_dim)`` followed by batch normalisation of the embedding (the
+in ``Dense(embedding_dim)`` followed by batch normalisation of the embedding (the
 "BN-FC-BN" output of the ArcFace paper), which keeps the embedding centered so
 its angle to the class centers means something from the first step.
 """
@@ -16,24 +16,26 @@ OWN_BACKBONES = ("network", "resnet", "fastnet")
 BACKBONES = (*OWN_BACKBONES, *pretrained.APPLICATIONS)
 
 
-def build(name, input_shape, latent_dim=128, weights=None, **options):
+def build(name, input_shape, embedding_dim=128, weights=None, latent_dim=None, **options):
     """The backbone called `name`: one of ours (``network``, ``resnet``,
     ``fastnet``, trained from scratch), a `keras.applications` model (see
     `arcface_keras.pretrained`; `weights` defaults to ``imagenet``), or any
     `keras.Model` given as `name` (image → feature map or vector)."""
-    if not isinstance(latent_dim, int) or latent_dim < 2:
-        raise ValueError(f"`latent_dim` must be an integer ≥ 2. Received: latent_dim={latent_dim!r}")
+    if latent_dim is not None:  # the name before 0.2
+        embedding_dim = latent_dim
+    if not isinstance(embedding_dim, int) or embedding_dim < 2:
+        raise ValueError(f"`embedding_dim` must be an integer ≥ 2. Received: embedding_dim={embedding_dim!r}")
     if isinstance(name, keras.Model):
-        return pretrained.from_model(name, input_shape, latent_dim, **options)
+        return pretrained.from_model(name, input_shape, embedding_dim, **options)
     if name not in BACKBONES:
         raise ValueError(f"`backbone` must be one of {BACKBONES} or a keras.Model. Received: backbone={name!r}")
     if pretrained.is_pretrained(name):
-        return pretrained.backbone(name, input_shape, latent_dim, weights="imagenet" if weights is None else weights,
+        return pretrained.backbone(name, input_shape, embedding_dim, weights="imagenet" if weights is None else weights,
                                    **options)
     if weights not in (None, "none"):
         raise ValueError(f"`weights` applies to pretrained backbones only; {name} trains from scratch. "
                          f"Received: weights={weights!r}")
-    return _BUILDERS[name](input_shape, latent_dim, **options)
+    return _BUILDERS[name](input_shape, embedding_dim, **options)
 
 
 def option_names(name):
@@ -42,11 +44,11 @@ def option_names(name):
 
     function = pretrained.backbone if pretrained.is_pretrained(name) else _BUILDERS[name]
     parameters = inspect.signature(function).parameters
-    return tuple(p for p in parameters if p not in ("name", "input_shape", "latent_dim", "weights"))
+    return tuple(p for p in parameters if p not in ("name", "input_shape", "embedding_dim", "weights"))
 
 
-def _embedding(features, latent_dim, momentum, embedding_bn):
-    x = layers.Dense(latent_dim, use_bias=not embedding_bn, name="embedding_dense")(features)
+def _embedding(features, embedding_dim, momentum, embedding_bn):
+    x = layers.Dense(embedding_dim, use_bias=not embedding_bn, name="embedding_dense")(features)
     return layers.BatchNormalization(momentum=momentum, name="embedding_bn")(x) if embedding_bn else x
 
 
@@ -56,16 +58,16 @@ def _conv_bn_relu(x, filters, name, strides=1, momentum=0.9):
     return layers.ReLU(name=f"{name}_relu")(x)
 
 
-def network(input_shape, latent_dim=128, widths=(64, 256, 64), convs_per_block=1, bn_momentum=0.9, embedding_bn=True):
+def network(input_shape, embedding_dim=128, widths=(64, 256, 64), convs_per_block=1, bn_momentum=0.9, embedding_bn=True):
     """The source report's "Network": conv blocks that widen then narrow.
 
     Each block is ``convs_per_block`` × (3×3 conv, batch norm, ReLU) followed
     by 2×2 max pooling while the feature map is larger than 2×2; the result is
-    flattened and projected to `latent_dim`.
+    flattened and projected to `embedding_dim`.
 
     Args:
         input_shape: (H, W, C) of the images, C = 1 or 3.
-        latent_dim: embedding size. Defaults to `128`.
+        embedding_dim: embedding size. Defaults to `128`.
         widths: filters of each block. Defaults to `(64, 256, 64)`.
         convs_per_block: conv layers per block. Defaults to `1`.
         bn_momentum: batch-norm momentum; 0.9 lets the moving statistics
@@ -80,10 +82,10 @@ def network(input_shape, latent_dim=128, widths=(64, 256, 64), convs_per_block=1
         if x.shape[1] > 2 and x.shape[2] > 2:
             x = layers.MaxPooling2D(2, name=f"block{block}_pool")(x)
     x = layers.Flatten(name="flatten")(x)
-    return keras.Model(images, _embedding(x, latent_dim, bn_momentum, embedding_bn), name="backbone")
+    return keras.Model(images, _embedding(x, embedding_dim, bn_momentum, embedding_bn), name="backbone")
 
 
-def resnet(input_shape, latent_dim=128, depth=20, width=16, bn_momentum=0.9, embedding_bn=True):
+def resnet(input_shape, embedding_dim=128, depth=20, width=16, bn_momentum=0.9, embedding_bn=True):
     """A CIFAR ResNet (He et al. 2016, section 4.2): 3 stages of basic blocks.
 
     `depth` = 6n + 2 (20, 32, 44, 56, ...); stage widths are `width`, 2×, 4×.
@@ -91,7 +93,7 @@ def resnet(input_shape, latent_dim=128, depth=20, width=16, bn_momentum=0.9, emb
 
     Args:
         input_shape: (H, W, C) of the images.
-        latent_dim: embedding size. Defaults to `128`.
+        embedding_dim: embedding size. Defaults to `128`.
         depth: 6n + 2 layers. Defaults to `20`.
         width: filters of the first stage. Defaults to `16`.
         bn_momentum: batch-norm momentum. Defaults to `0.9`.
@@ -116,10 +118,10 @@ def resnet(input_shape, latent_dim=128, depth=20, width=16, bn_momentum=0.9, emb
                 shortcut = layers.BatchNormalization(momentum=bn_momentum, name=f"{name}_proj_bn")(shortcut)
             x = layers.ReLU(name=f"{name}_relu")(layers.Add(name=f"{name}_add")([y, shortcut]))
     x = layers.GlobalAveragePooling2D(name="pool")(x)
-    return keras.Model(images, _embedding(x, latent_dim, bn_momentum, embedding_bn), name="backbone")
+    return keras.Model(images, _embedding(x, embedding_dim, bn_momentum, embedding_bn), name="backbone")
 
 
-def fastnet(input_shape, latent_dim=128, widths=(32, 128, 256), stem=24, bn_momentum=0.9, embedding_bn=True):
+def fastnet(input_shape, embedding_dim=128, widths=(32, 128, 256), stem=24, bn_momentum=0.9, embedding_bn=True):
     """A compact VGG-style net chosen for accuracy per second of CPU.
 
     After the designs of fast CIFAR-10 training (Page's ResNet-9, Jordan's
@@ -131,7 +133,7 @@ def fastnet(input_shape, latent_dim=128, widths=(32, 128, 256), stem=24, bn_mome
 
     Args:
         input_shape: (H, W, C) of the images.
-        latent_dim: embedding size. Defaults to `128`.
+        embedding_dim: embedding size. Defaults to `128`.
         widths: filters of each block. Defaults to `(32, 128, 256)`.
         stem: filters of the stem convolution. Defaults to `24`.
         bn_momentum: batch-norm momentum. Defaults to `0.9`.
@@ -147,7 +149,7 @@ def fastnet(input_shape, latent_dim=128, widths=(32, 128, 256), stem=24, bn_mome
         x = layers.ReLU(name=f"block{block}_a_relu")(x)
         x = _conv_bn_relu(x, filters, f"block{block}_b", momentum=bn_momentum)
     x = layers.GlobalMaxPooling2D(name="pool")(x)
-    return keras.Model(images, _embedding(x, latent_dim, bn_momentum, embedding_bn), name="backbone")
+    return keras.Model(images, _embedding(x, embedding_dim, bn_momentum, embedding_bn), name="backbone")
 
 
 _BUILDERS = {"network": network, "resnet": resnet, "fastnet": fastnet}

@@ -48,12 +48,12 @@ def add_training_arguments(parser, exclude=(), **default_overrides):
         "backbone": dict(choices=backbones.BACKBONES),
         "epochs": dict(type=int),
         "batch_size": dict(type=int),
-        "latent_dim": dict(type=int, help="embedding size"),
+        "embedding_dim": dict(type=int, help="embedding size"),
         "scale": dict(type=_scale, help="float or 'auto' (AdaCos √2·ln(C−1))"),
         "margin": dict(type=float, help="default: the recipe's margin of the loss"),
         "sub_centers": dict(type=int),
         "fixed_centers": "boolean:margin heads: fixed orthogonal class centers, which rule out center collapse "
-                         "(default: fixed where latent-dim ≥ classes × sub-centers, else learned)",
+                         "(default: fixed where embedding-dim ≥ classes × sub-centers, else learned)",
         "easy_margin": "boolean:apply the margin only where cos θ_y > 0",
         "flip_test": "boolean:validate, test and export with the flip test (embeddings of image and mirror image averaged)",
         "margin_warmup_epochs": dict(type=float),
@@ -96,9 +96,14 @@ def add_training_arguments(parser, exclude=(), **default_overrides):
         else:
             parser.add_argument(flag, default=default, **spec)
     for old, new in training.RENAMED_FIELDS.items():  # the old spelling still works, undocumented
-        if new not in exclude:
-            parser.add_argument("--" + old.replace("_", "-"), dest=new, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS,
-                                help=argparse.SUPPRESS)
+        if new in exclude:
+            continue
+        if isinstance(flags[new], str):
+            parser.add_argument("--" + old.replace("_", "-"), dest=new, action=argparse.BooleanOptionalAction,
+                                default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+        else:
+            parser.add_argument("--" + old.replace("_", "-"), dest=new, default=argparse.SUPPRESS, help=argparse.SUPPRESS,
+                                **{k: v for k, v in flags[new].items() if k != "help"})
 
 
 def _scale(text):

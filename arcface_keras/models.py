@@ -29,7 +29,7 @@ def build_models(
     std,
     loss="arcface",
     backbone="network",
-    latent_dim=128,
+    embedding_dim=128,
     scale=None,
     margin=None,
     sub_centers=1,
@@ -38,6 +38,7 @@ def build_models(
     backbone_options=None,
     flip_test=False,
     weights=None,
+    latent_dim=None,
 ):
     """Build ``(train_model, inference_model)`` sharing one set of weights.
 
@@ -53,7 +54,7 @@ def build_models(
         backbone: a name of `backbones.BACKBONES` or any `keras.Model`
             (image → feature map or vector; it receives normalised images).
             Defaults to `"network"`.
-        latent_dim: embedding size. Defaults to `128`.
+        embedding_dim: embedding size. Defaults to `128`.
         scale: of the margin head; `None` takes the layer's default.
         margin: of the margin head; `None` takes `RECIPE_MARGINS[loss]`.
         sub_centers: centers per class of the margin head. Defaults to `1`.
@@ -66,6 +67,8 @@ def build_models(
             or a ``.weights.h5`` path. Pretrained backbones take raw pixels:
             `mean` and `std` are then not applied.
     """
+    if latent_dim is not None:  # the name before 0.2
+        embedding_dim = latent_dim
     if loss not in LOSSES:
         raise ValueError(f"`loss` must be one of {LOSSES}. Received: loss={loss!r}")
     if backbones.pretrained.is_pretrained(backbone):  # its own preprocessing is inside it
@@ -74,7 +77,7 @@ def build_models(
     normalized = layers.Normalization(
         mean=[255.0 * m for m in mean], variance=[(255.0 * s) ** 2 for s in std], name="normalize"
     )(images)
-    extractor = backbones.build(backbone, image_shape, latent_dim, weights=weights, **(backbone_options or {}))
+    extractor = backbones.build(backbone, image_shape, embedding_dim, weights=weights, **(backbone_options or {}))
     embeddings = extractor(normalized)
     if loss == "softmax":
         head = layers.Dense(num_classes, dtype="float32", name="head")

@@ -3,7 +3,7 @@
 A pretrained backbone takes raw pixels (0–255): each application's own
 preprocessing sits inside it (its ``include_preprocessing`` layers, or a
 Rescaling for ResNet50V2), grayscale images are repeated to three channels,
-and on top come global average pooling, dropout, ``Dense(latent_dim)`` and
+and on top come global average pooling, dropout, ``Dense(embedding_dim)`` and
 batch normalisation (the BN-FC-BN embedding of the ArcFace paper).
 
 Fine-tuning follows the Keras transfer-learning guide: with ImageNet (or
@@ -78,13 +78,13 @@ def is_pretrained(name):
     return isinstance(name, str) and name in APPLICATIONS
 
 
-def backbone(name, input_shape, latent_dim=128, weights="imagenet", dropout=0.2, bn_momentum=0.9):
+def backbone(name, input_shape, embedding_dim=128, weights="imagenet", dropout=0.2, bn_momentum=0.9):
     """The `keras.applications` model `name` as a backbone (raw pixels → embedding).
 
     Args:
         name: a key of `APPLICATIONS`.
         input_shape: (H, W, C), C = 1 or 3.
-        latent_dim: embedding size. Defaults to `128`.
+        embedding_dim: embedding size. Defaults to `128`.
         weights: ``imagenet``, ``none`` or the path of a ``.weights.h5`` file
             of the application built with ``include_top=False``.
             Defaults to `"imagenet"`.
@@ -126,21 +126,21 @@ def backbone(name, input_shape, latent_dim=128, weights="imagenet", dropout=0.2,
     x = GradientScale(name=GRADIENT_LAYER)(x)
     x = layers.GlobalAveragePooling2D(name="pool")(x)
     x = layers.Dropout(dropout, name="dropout")(x)
-    x = layers.Dense(latent_dim, use_bias=False, name="embedding_dense")(x)
+    x = layers.Dense(embedding_dim, use_bias=False, name="embedding_dense")(x)
     x = layers.BatchNormalization(momentum=bn_momentum, name="embedding_bn")(x)
     return keras.Model(images, x, name="backbone")
 
 
-def from_model(model, input_shape, latent_dim=128, bn_momentum=0.9):
+def from_model(model, input_shape, embedding_dim=128, bn_momentum=0.9):
     """Any `keras.Model` (image → feature map or vector) as a backbone: its
-    output, average-pooled if it is a map, then ``Dense(latent_dim)`` and batch norm."""
+    output, average-pooled if it is a map, then ``Dense(embedding_dim)`` and batch norm."""
     images = keras.Input(input_shape, name="image")
     x = model(images)
     if len(x.shape) == 4:
         x = layers.GlobalAveragePooling2D(name="pool")(x)
     elif len(x.shape) != 2:
         raise ValueError(f"a backbone model must return (B, H, W, C) or (B, D). Received: {tuple(x.shape)}")
-    x = layers.Dense(latent_dim, use_bias=False, name="embedding_dense")(x)
+    x = layers.Dense(embedding_dim, use_bias=False, name="embedding_dense")(x)
     x = layers.BatchNormalization(momentum=bn_momentum, name="embedding_bn")(x)
     return keras.Model(images, x, name="backbone")
 

@@ -60,12 +60,12 @@ class TrainConfig:
     backbone: str = "network"
     epochs: int = 30
     batch_size: int = 100
-    latent_dim: int = 128
+    embedding_dim: int = 128
     scale: float | str | None = 16.0
     margin: float | None = None  # None: models.RECIPE_MARGINS[loss]
     sub_centers: int = 1
     # Margin heads: fixed orthogonal class centers rule out center collapse (README).
-    # "auto": fixed where latent_dim ≥ classes × sub_centers (orthogonal centers exist), else learned.
+    # "auto": fixed where embedding_dim ≥ classes × sub_centers (orthogonal centers exist), else learned.
     fixed_centers: bool | str = "auto"
     easy_margin: bool = False
     # Evaluate and export with the flip test (embedding of image and mirror averaged).
@@ -115,7 +115,7 @@ class TrainConfig:
             ("backbone", self.backbone in backbones.BACKBONES, f"one of {backbones.BACKBONES}"),
             ("epochs", _integer(self.epochs, 1), "an integer ≥ 1"),
             ("batch_size", _integer(self.batch_size, 1), "an integer ≥ 1"),
-            ("latent_dim", _integer(self.latent_dim, 2), "an integer ≥ 2"),
+            ("embedding_dim", _integer(self.embedding_dim, 2), "an integer ≥ 2"),
             ("scale", self.scale in (None, "auto") or _number(self.scale, 0, math.inf, low_open=True),
              "a positive number or 'auto'"),
             ("margin", self.margin is None or _number(self.margin, low, high, high_open=True),
@@ -205,7 +205,7 @@ UNUSED_FIELDS = {"softmax": _MARGIN_HEAD_FIELDS + ("margin",), "triplet": _MARGI
 
 
 # Config fields stored under an older name in run folders: old → new.
-RENAMED_FIELDS = {"fixed_centres": "fixed_centers"}
+RENAMED_FIELDS = {"fixed_centres": "fixed_centers", "latent_dim": "embedding_dim"}
 
 
 def renamed_fields(stored):
@@ -311,7 +311,7 @@ def _build_models(config, splits):
     try:
         return models.build_models(
             splits.num_classes, splits.image_shape, splits.mean, splits.std,
-            loss=config.loss, backbone=config.backbone, latent_dim=config.latent_dim, scale=config.scale,
+            loss=config.loss, backbone=config.backbone, embedding_dim=config.embedding_dim, scale=config.scale,
             margin=margin, sub_centers=config.sub_centers, fixed_centers=fixed_centers,
             easy_margin=config.easy_margin, backbone_options=config.backbone_options, flip_test=config.flip_test,
             weights=config.weights,
@@ -387,11 +387,11 @@ def resolve_fixed_centers(config, num_classes):
         return False
     needed = num_classes * config.sub_centers
     if config.fixed_centers == "auto":
-        return config.latent_dim >= needed
-    if config.fixed_centers and config.latent_dim < needed:
+        return config.embedding_dim >= needed
+    if config.fixed_centers and config.embedding_dim < needed:
         raise UserInputError(
-            f"--fixed-centers needs --latent-dim ≥ classes × sub-centers = {needed} for mutually orthogonal "
-            f"centers. Received: latent_dim={config.latent_dim}; raise it or use --no-fixed-centers."
+            f"--fixed-centers needs --embedding-dim ≥ classes × sub-centers = {needed} for mutually orthogonal "
+            f"centers. Received: embedding_dim={config.embedding_dim}; raise it or use --no-fixed-centers."
         )
     return bool(config.fixed_centers)
 

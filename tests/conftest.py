@@ -22,7 +22,7 @@ def rng():
 
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TINY = dict(backbone_options={"widths": (8, 16)}, latent_dim=16, verbose=0)
+TINY = dict(backbone_options={"widths": (8, 16)}, embedding_dim=16, verbose=0)
 
 
 def load_script(name):

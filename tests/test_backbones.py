@@ -13,8 +13,8 @@ SMALL = {
 
 @pytest.mark.parametrize("name", backbones.OWN_BACKBONES)
 @pytest.mark.parametrize("shape", [(28, 28, 1), (32, 32, 3), (8, 8, 3)])
-def test_every_backbone_maps_images_to_latent_dim(name, shape, rng):
-    model = backbones.build(name, shape, latent_dim=6, **SMALL[name])
+def test_every_backbone_maps_images_to_embedding_dim(name, shape, rng):
+    model = backbones.build(name, shape, embedding_dim=6, **SMALL[name])
     images = rng.normal(size=(5, *shape)).astype("float32")
     embedding = keras.ops.convert_to_numpy(model(images, training=False))
     assert embedding.shape == (5, 6)
@@ -25,7 +25,7 @@ def test_every_backbone_maps_images_to_latent_dim(name, shape, rng):
 
 @pytest.mark.parametrize("name", backbones.OWN_BACKBONES)
 def test_embedding_is_batch_normalised_by_default(name, rng):
-    model = backbones.build(name, (16, 16, 3), latent_dim=8, **SMALL[name])
+    model = backbones.build(name, (16, 16, 3), embedding_dim=8, **SMALL[name])
     assert model.layers[-1].name == "embedding_bn"
     images = rng.normal(size=(64, 16, 16, 3)).astype("float32")
     embedding = keras.ops.convert_to_numpy(model(images, training=True))
@@ -33,7 +33,7 @@ def test_embedding_is_batch_normalised_by_default(name, rng):
 
 
 def test_fastnet_default_is_the_documented_layout():
-    model = backbones.build("fastnet", (32, 32, 3), latent_dim=128)
+    model = backbones.build("fastnet", (32, 32, 3), embedding_dim=128)
     convs = [layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D)]
     assert [conv.filters for conv in convs] == [24, 32, 32, 128, 128, 256, 256]
     assert model.get_layer("block3_b_conv").output.shape[1:3] == (4, 4)
@@ -41,7 +41,7 @@ def test_fastnet_default_is_the_documented_layout():
 
 
 def test_fastnet_round_trips_through_keras_format(tmp_path, rng):
-    model = backbones.build("fastnet", (16, 16, 3), latent_dim=8, **SMALL["fastnet"])
+    model = backbones.build("fastnet", (16, 16, 3), embedding_dim=8, **SMALL["fastnet"])
     images = rng.normal(size=(3, 16, 16, 3)).astype("float32")
     path = str(tmp_path / "fastnet.keras")
     model.save(path)
@@ -58,10 +58,10 @@ def test_unknown_backbone_names_the_choices():
         backbones.build("vgg", (32, 32, 3))
 
 
-@pytest.mark.parametrize("latent_dim", [1, 2.5, "8"])
-def test_bad_latent_dim_is_named(latent_dim):
-    with pytest.raises(ValueError, match="latent_dim"):
-        backbones.build("fastnet", (32, 32, 3), latent_dim=latent_dim)
+@pytest.mark.parametrize("embedding_dim", [1, 2.5, "8"])
+def test_bad_embedding_dim_is_named(embedding_dim):
+    with pytest.raises(ValueError, match="embedding_dim"):
+        backbones.build("fastnet", (32, 32, 3), embedding_dim=embedding_dim)
 
 
 def test_bad_resnet_depth_is_named():

@@ -143,7 +143,7 @@ CASES = [
     (TRAIN, ["--train-samples", "0"], "train_samples=0"),
     (TRAIN, ["--train-samples", "999999"], "--train-samples must lie in"),
     (TRAIN, ["--imbalance-ratio", "0.5"], "imbalance_ratio=0.5"),
-    (TRAIN, ["--latent-dim", "1"], "latent_dim=1"),
+    (TRAIN, ["--embedding-dim", "1"], "embedding_dim=1"),
     (TRAIN, ["--sub-centers", "0"], "sub_centers=0"),
     (TRAIN, ["--seed", "-1"], "seed=-1"),
     (TRAIN, ["--margin-warmup-epochs", "-2"], "margin_warmup_epochs=-2.0"),
@@ -152,7 +152,7 @@ CASES = [
     (TRAIN, ["--backbone-options", '{"depth": 3}'], "does not take: ['depth']"),
     (TRAIN, ["--backbone-options", '{"widths": "abc"}'], "cannot build the network model"),
     (TRAIN, ["--loss", "hinge"], "argument --loss: invalid choice: 'hinge'"),
-    (TRAIN, ["--fixed-centers", "--latent-dim", "4"], "--fixed-centers needs --latent-dim ≥ classes × sub-centers = 10"),
+    (TRAIN, ["--fixed-centers", "--embedding-dim", "4"], "--fixed-centers needs --embedding-dim ≥ classes × sub-centers = 10"),
     (TRAIN, ["--per-class-margins", "--loss", "softmax"], "--per-class-margins needs loss arcface or cosface"),
     (TRAIN, ["--no-such-flag"], "unrecognized arguments: --no-such-flag"),
     (TRAIN, ["--output", "{root}/a_file"], "is a file, not a folder"),
@@ -288,3 +288,12 @@ def test_the_old_flag_spelling_still_sets_the_field():
     assert parser.parse_args(["--fixed-centres"]).fixed_centers is True
     assert parser.parse_args(["--no-fixed-centres"]).fixed_centers is False
     assert parser.parse_args([]).fixed_centers == "auto"
+
+
+def test_latent_dim_is_an_alias_of_embedding_dim():
+    from arcface_keras import models
+
+    assert _parser("train").parse_args(["--latent-dim", "32"]).embedding_dim == 32
+    train_model, _ = models.build_models(3, (8, 8, 1), (0.5,), (0.25,), latent_dim=12,
+                                         backbone_options={"widths": (4, 8)})
+    assert train_model.get_layer("head").kernel.shape[0] == 12

@@ -149,7 +149,7 @@ def test_known_statistics_match_the_report():
 
 def test_normalization_layer_applies_statistics(rng):
     mean, std = data.KNOWN_STATISTICS["cifar10"]
-    train_model, _ = models.build_models(10, (32, 32, 3), mean, std, loss="softmax", latent_dim=8, backbone_options={"widths": (4,)})
+    train_model, _ = models.build_models(10, (32, 32, 3), mean, std, loss="softmax", embedding_dim=8, backbone_options={"widths": (4,)})
     images = rng.integers(0, 256, size=(2, 32, 32, 3)).astype("float32")
     normalized = train_model.get_layer("normalize")(images).numpy()
     np.testing.assert_allclose(normalized, (images / 255.0 - np.array(mean)) / np.array(std), rtol=1e-4, atol=1e-4)

@@ -56,15 +56,15 @@ def test_center_cosines_come_from_metrics_when_recorded(tmp_path):
 
 
 def test_auto_fixes_centers_only_where_orthogonal_centers_exist():
-    assert resolve_fixed_centers(TrainConfig(latent_dim=128), 10)
-    assert not resolve_fixed_centers(TrainConfig(latent_dim=3), 10)
-    assert not resolve_fixed_centers(TrainConfig(latent_dim=16, sub_centers=2), 10)
+    assert resolve_fixed_centers(TrainConfig(embedding_dim=128), 10)
+    assert not resolve_fixed_centers(TrainConfig(embedding_dim=3), 10)
+    assert not resolve_fixed_centers(TrainConfig(embedding_dim=16, sub_centers=2), 10)
     assert not resolve_fixed_centers(TrainConfig(fixed_centers=False), 10)
 
 
 def test_explicit_fixed_centers_that_cannot_be_orthogonal_are_refused():
-    with pytest.raises(UserInputError, match="--latent-dim ≥ classes × sub-centers = 10"):
-        resolve_fixed_centers(TrainConfig(latent_dim=3, fixed_centers=True), 10)
+    with pytest.raises(UserInputError, match="--embedding-dim ≥ classes × sub-centers = 10"):
+        resolve_fixed_centers(TrainConfig(embedding_dim=3, fixed_centers=True), 10)
     with pytest.warns(UserWarning, match="cannot be mutually orthogonal"):
         AngularMarginLayer(10, fixed_centers=True).build((None, 3))
 
@@ -89,7 +89,7 @@ def test_open_set_scores_on_separable_embeddings():
 
 
 def test_open_set_study_trains_on_some_classes_and_enrols_the_others(tmp_path):
-    base = TrainConfig(epochs=1, batch_size=50, backbone_options={"widths": (8, 16)}, latent_dim=16, verbose=0)
+    base = TrainConfig(epochs=1, batch_size=50, backbone_options={"widths": (8, 16)}, embedding_dim=16, verbose=0)
     summary = experiments.open_set(base, str(tmp_path), ["[0-4]"], ["[5-7]"], ["[89]"], losses=("arcface", "softmax"),
                                    seeds=(0,), shots=(1, 5))
     assert set(summary["results"]) == {"arcface, K=1", "arcface, K=5", "softmax, K=1", "softmax, K=5"}

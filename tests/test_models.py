@@ -7,7 +7,7 @@ from arcface_keras import models
 
 @pytest.fixture
 def pair():
-    return models.build_models(4, (8, 8, 3), mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25), latent_dim=8,
+    return models.build_models(4, (8, 8, 3), mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25), embedding_dim=8,
                                backbone_options={"widths": (4, 8)}, fixed_centers=False)
 
 

@@ -19,7 +19,7 @@ def _application_weights(train_model):
 @pytest.mark.parametrize("name", ["mobilenet_v3_small", "resnet50_v2"])
 def test_application_backbone_takes_raw_grayscale_pixels(name):
     train_model, inference = models.build_models(3, (32, 32, 1), (0.5,), (0.25,), backbone=name, weights="none",
-                                                 latent_dim=16)
+                                                 embedding_dim=16)
     backbone = train_model.get_layer("backbone")
     kinds = [type(layer).__name__ for layer in backbone.layers]
     assert kinds[1] == "GrayscaleToRGB" and ("Rescaling" in kinds) == (name == "resnet50_v2")
@@ -38,7 +38,7 @@ def test_saved_weights_load_into_the_backbone(tmp_path):
     path = str(tmp_path / "small.weights.h5")
     source.save_weights(path)
     train_model, _ = models.build_models(3, (32, 32, 3), (0.5,) * 3, (0.25,) * 3, backbone="mobilenet_v3_small",
-                                         weights=path, latent_dim=16)
+                                         weights=path, embedding_dim=16)
     for loaded, saved in zip(_application_weights(train_model), [np.array(v) for v in source.variables]):
         np.testing.assert_array_equal(loaded, saved)
     application = [layer for layer in train_model.get_layer("backbone").layers if isinstance(layer, keras.Model)][0]
@@ -86,7 +86,7 @@ def test_frozen_epochs_leave_the_pretrained_part_untouched(tmp_path, rng, monkey
 
     monkeypatch.setattr(pretrained.BackboneSchedule, "on_epoch_end", record, raising=False)
     metrics = train(TrainConfig(data=data, backbone="mobilenet_v3_small", weights=path, freeze_backbone_epochs=1,
-                                backbone_lr_factor=0.5, epochs=2, batch_size=20, latent_dim=16, verbose=0,
+                                backbone_lr_factor=0.5, epochs=2, batch_size=20, embedding_dim=16, verbose=0,
                                 output=str(tmp_path / "run")))
     assert all(np.array_equal(a, b) for a, b in zip(seen[0], initial))  # frozen: not trained, not decayed, BN stats kept
     assert not all(np.array_equal(a, b) for a, b in zip(seen[1], initial))  # unfrozen in epoch 2
@@ -95,7 +95,7 @@ def test_frozen_epochs_leave_the_pretrained_part_untouched(tmp_path, rng, monkey
 
 def test_any_keras_model_is_a_backbone():
     features = keras.Sequential([keras.Input((12, 12, 1)), keras.layers.Conv2D(4, 3)])
-    train_model, inference = models.build_models(3, (12, 12, 1), (0.5,), (0.25,), backbone=features, latent_dim=8)
+    train_model, inference = models.build_models(3, (12, 12, 1), (0.5,), (0.25,), backbone=features, embedding_dim=8)
     out = inference.predict(np.zeros((2, 12, 12, 1), "float32"), verbose=0)
     assert out["embedding"].shape == (2, 8)
 

@@ -174,7 +174,7 @@ KILL_DRIVER = textwrap.dedent(
     elif where == "export":
         export._replace_folder = kill  # the new export is written, not yet in place
     training.train(training.TrainConfig(data=data, epochs=4, batch_size=40, output=output,
-                                        backbone_options={"widths": [8, 16]}, latent_dim=16, verbose=2))
+                                        backbone_options={"widths": [8, 16]}, embedding_dim=16, verbose=2))
     """
 )
 

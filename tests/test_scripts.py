@@ -63,7 +63,7 @@ def test_evaluate_rejects_a_folder_that_is_no_run(tmp_path):
     assert result.returncode == 2 and "not a finished run folder" in result.stderr
 
 
-TINY_STUDY = ["--epochs", "1", "--train-samples", "200", "--backbone-options", '{"widths": [8, 16]}', "--latent-dim", "16"]
+TINY_STUDY = ["--epochs", "1", "--train-samples", "200", "--backbone-options", '{"widths": [8, 16]}', "--embedding-dim", "16"]
 
 
 def test_compare_runs_end_to_end(tmp_path):
@@ -89,7 +89,7 @@ def test_sweep_selects_on_validation_and_tests_once(tmp_path):
 
 def test_imbalance_runs_end_to_end(tmp_path):
     result = run_script("imbalance.py", *TINY_STUDY[:2], "--backbone-options", '{"widths": [8, 16]}',
-                        "--latent-dim", "16", "--ratios", "10", "--folder", str(tmp_path))
+                        "--embedding-dim", "16", "--ratios", "10", "--folder", str(tmp_path))
     assert result.returncode == 0, result.stderr[-3000:]
     summary = json.loads((tmp_path / "imbalance-digits.json").read_text())
     assert [r["arm"] for r in summary["rows"]] == ["softmax", "arcface", "arcface-class-margins"]

@@ -13,7 +13,7 @@ import arcface_keras  # noqa: F401  (registers the layers for load_model)
 from arcface_keras import training
 from arcface_keras.training import TrainConfig, train
 
-TINY = dict(backbone_options={"widths": (8, 16)}, latent_dim=16, verbose=0)
+TINY = dict(backbone_options={"widths": (8, 16)}, embedding_dim=16, verbose=0)
 
 
 def _synthetic_npz(path, rng, classes=4, per_class=60, size=12):
@@ -138,7 +138,7 @@ def test_mirrored_strategy_on_two_cpu_devices(synthetic, tmp_path):
         from arcface_keras.training import TrainConfig, train, make_strategy
         assert make_strategy("mirrored").num_replicas_in_sync == 2
         m = train(TrainConfig(data={synthetic!r}, epochs=3, batch_size=20, strategy="mirrored",
-                              output={str(tmp_path / "run")!r}, backbone_options={{"widths": (8, 16)}}, latent_dim=16, verbose=0))
+                              output={str(tmp_path / "run")!r}, backbone_options={{"widths": (8, 16)}}, embedding_dim=16, verbose=0))
         print("ACCURACY", m["test_accuracy"])
         """
     )
@@ -217,7 +217,7 @@ def test_deterministic_runs_are_bit_identical(synthetic, tmp_path):
         for run in ("a", "b"):
             train(TrainConfig(data={synthetic!r}, epochs=2, batch_size=20, deterministic=True, augment="shift",
                               output={str(tmp_path)!r} + "/" + run, backbone_options={{"widths": (8, 16)}},
-                              latent_dim=16, verbose=0))
+                              embedding_dim=16, verbose=0))
         """
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
