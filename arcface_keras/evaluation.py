@@ -10,6 +10,7 @@
 
 import numpy as np
 from sklearn import metrics as sk
+from sklearn.preprocessing import normalize
 
 
 def classification_metrics(y_true, probabilities, num_classes=None):
@@ -51,8 +52,8 @@ def classification_metrics(y_true, probabilities, num_classes=None):
 
 
 def _unit(x, axis=-1):
-    x = np.asarray(x, dtype="float64")
-    return x / np.maximum(np.linalg.norm(x, axis=axis, keepdims=True), 1e-12)
+    """Rows (axis −1) or columns (axis 0) scaled to unit L2 norm; zero vectors stay zero."""
+    return normalize(np.asarray(x, dtype="float64"), axis=1 if axis in (-1, 1) else 0)
 
 
 def _angle(cosine):
@@ -272,8 +273,9 @@ def calibrate(embeddings, labels, fars=CALIBRATION_FARS, max_pairs=100_000, seed
         if len(different) * rate < 1:
             thresholds[key] = None
             continue
-        allowed = int(np.floor(rate * len(different)))
-        thresholds[key] = float(np.nextafter(different[allowed], np.inf))
+        allowed = int(np.floor(rate * len(different)))  # the top `allowed` scores are accepted
+        above = different[allowed - 1] if allowed else min(different[0] + 1e-6, 1.0 + 1e-6)
+        thresholds[key] = float((above + different[allowed]) / 2)  # midway: robust to rounding of scores
     return {"thresholds": thresholds, "pairs": {"same": int(len(same)), "different": int(len(different))}}
 
 

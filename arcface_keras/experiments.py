@@ -21,9 +21,6 @@ COMPARE_LOSSES = ("arcface", "cosface", "sphereface", "softmax", "triplet")
 SUMMARY_KEYS = ("test_accuracy", "macro_precision", "macro_recall", "macro_f1", "map_at_r", "seconds_per_epoch")
 
 
-# Fields added to TrainConfig after runs were made, with the value that
-# reproduces those runs, so finished runs are still recognised.
-FIELDS_ADDED_LATER = {"fixed_centers": False, "easy_margin": False, "flip_test": False, "decay_batch_norm": True}
 
 
 def finished_metrics(config):
@@ -35,7 +32,9 @@ def finished_metrics(config):
     with open(path) as file:
         metrics = json.load(file)
     names = {field.name for field in dataclasses.fields(TrainConfig)}
-    stored = {**FIELDS_ADDED_LATER, **training.renamed_fields(metrics.get("config", {}))}
+    stored = training.renamed_fields(metrics.get("config", {}))
+    if not names - set(training.RESULT_FREE_FIELDS) <= set(stored):
+        return None  # made before some setting existed: not known to be the same run
     try:
         stored_config = TrainConfig(**{key: value for key, value in stored.items() if key in names})
     except TypeError:
@@ -213,8 +212,8 @@ def imbalance_markdown(summary):
 # time. Each variant is a set of TrainConfig overrides on top of `base`.
 NAIVE = {"scale": 30.0, "margin": 0.5, "margin_warmup_epochs": 0.0, "lr_warmup_epochs": 0.0, "lr": 0.1,
          "backbone_options": {"bn_momentum": 0.99, "embedding_bn": False}, "fixed_centers": False}
-# Variants 4-14 were measured before the recipe fixed the class centers; they
-# keep learned centers, and the later variants compare against them.
+# The variants named "learned centers" keep trainable class centers (the
+# recipe fixes them); the fixed-center variants compare against them.
 LEARNED = {"fixed_centers": False}
 CONVERGENCE_VARIANTS = {
     "naive (s=30, m=0.5, lr 0.1, no warm-ups, BN 0.99, no embedding BN)": NAIVE,
@@ -382,8 +381,9 @@ def open_set_scores(embeddings, labels, impostors, shot, fpir=1e-2, seed=0):
 
 
 def _unit_mean(vectors):
-    mean = (vectors / np.linalg.norm(vectors, axis=1, keepdims=True)).mean(axis=0)
-    return mean / np.linalg.norm(mean)
+    from sklearn.preprocessing import normalize
+
+    return normalize(normalize(vectors).mean(axis=0, keepdims=True))[0]
 
 
 def open_set_markdown(summary):

@@ -110,8 +110,9 @@ def image_files(path):
 
 
 def _unit(x):
-    x = np.asarray(x, dtype="float32")
-    return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
+    from sklearn.preprocessing import normalize
+
+    return normalize(np.asarray(x, dtype="float32"))
 
 
 @dataclasses.dataclass

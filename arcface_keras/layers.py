@@ -63,6 +63,8 @@ def _concrete(tensor):
 
 
 def _l2_normalize(x, axis):
+    # Not keras.ops.normalize: its min(rsqrt(Σx²), 1/ε) sends 0·∞ = NaN gradients back from zero
+    # vectors; flooring Σx² before rsqrt keeps every gradient finite (tested).
     return x * ops.rsqrt(ops.maximum(ops.sum(ops.square(x), axis=axis, keepdims=True), _EPSILON))
 
 

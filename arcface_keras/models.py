@@ -138,7 +138,9 @@ def set_class_centers(train_model, embeddings, labels):
     """Point each class's column of the head at its mean unit embedding."""
     import numpy as np
 
-    unit = embeddings / np.maximum(np.linalg.norm(embeddings, axis=1, keepdims=True), 1e-12)
+    from sklearn.preprocessing import normalize
+
+    unit = normalize(np.asarray(embeddings, dtype="float64"))
     head = train_model.get_layer("head")
     centers = np.stack([unit[labels == c].mean(axis=0) if np.any(labels == c) else np.zeros(unit.shape[1])
                         for c in range(head.num_classes)], axis=1)

@@ -13,6 +13,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Rectangle
+from sklearn.preprocessing import normalize
 
 
 def _figure(figsize):
@@ -67,14 +68,14 @@ def embeddings(path, vectors, labels, centers=None, sub_centers=1, title="Embedd
     if len(labels) > max_points:
         keep = rng.choice(len(labels), max_points, replace=False)
         vectors, labels = vectors[keep], labels[keep]
-    unit = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+    unit = normalize(vectors)
     num_classes = int(labels.max()) + 1 if centers is None else np.asarray(centers).shape[1] // sub_centers
     colours = _class_colours(num_classes)
     dim = unit.shape[1]
     unit_centers = None
     if centers is not None and dim <= 3:
         centers = np.asarray(centers, dtype="float64")
-        unit_centers = (centers / np.maximum(np.linalg.norm(centers, axis=0, keepdims=True), 1e-12)).T
+        unit_centers = normalize(centers, axis=0).T
     figure = _figure((6.5, 6))
     if dim == 3:
         axis = figure.add_subplot(projection="3d")

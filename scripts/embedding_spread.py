@@ -15,13 +15,14 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
+from sklearn.preprocessing import normalize  # noqa: E402
 
 from arcface_keras import data as data_lib  # noqa: E402
 from arcface_keras import cli, models  # noqa: E402
 
 
 def mean_pairwise_cosine(embeddings):
-    unit = embeddings / np.maximum(np.linalg.norm(embeddings, axis=1, keepdims=True), 1e-12)
+    unit = normalize(embeddings)
     cosines = unit @ unit.T
     n = len(unit)
     return float((cosines.sum() - np.trace(cosines)) / (n * (n - 1)))

@@ -4,7 +4,7 @@ import json
 import numpy as np
 import pytest
 
-from arcface_keras import AngularMarginLayer, experiments
+from arcface_keras import AngularMarginLayer, experiments, training
 from arcface_keras.errors import UserInputError
 from arcface_keras.training import TrainConfig, resolve_fixed_centers
 
@@ -20,13 +20,24 @@ def test_run_once_reuses_a_finished_run_and_retrains_a_changed_one(tmp_path, mon
     calls = []
     monkeypatch.setattr(experiments, "train", lambda config: calls.append(config) or {"test_accuracy": 0.9})
     config = TrainConfig(fixed_centers=False, output=str(tmp_path / "run"))
-    legacy = dataclasses.asdict(config)
-    del legacy["fixed_centers"], legacy["easy_margin"]  # a run made before these fields existed
-    _finished_run(tmp_path, legacy)
-    assert experiments.run_once(config)["test_accuracy"] == 0.5 and calls == []
-    # The new default (fixed centers) is a different run: it must not reuse the learned-center one.
+    _finished_run(tmp_path, training.config_record(config))
+    assert experiments.run_once(dataclasses.replace(config, verbose=0))["test_accuracy"] == 0.5 and calls == []
     changed = dataclasses.replace(config, fixed_centers="auto")
     assert experiments.run_once(changed)["test_accuracy"] == 0.9 and calls == [changed]
+
+
+def test_run_once_retrains_runs_made_before_a_setting_existed(tmp_path, monkeypatch):
+    calls = []
+    monkeypatch.setattr(experiments, "train", lambda config: calls.append(config) or {"test_accuracy": 0.9})
+    config = TrainConfig(output=str(tmp_path / "run"))
+    legacy = training.config_record(config)
+    del legacy["decay_batch_norm"]  # which value made it is not known
+    legacy["fixed_centres"] = legacy.pop("fixed_centers")  # renamed fields are still read
+    _finished_run(tmp_path, legacy)
+    assert experiments.run_once(config)["test_accuracy"] == 0.9 and calls == [config]
+    legacy["decay_batch_norm"] = True
+    (tmp_path / "run" / "metrics.json").write_text(json.dumps({"test_accuracy": 0.5, "config": legacy}))
+    assert experiments.run_once(config)["test_accuracy"] == 0.5 and len(calls) == 1
 
 
 def test_run_once_ignores_fields_the_loss_never_reads(tmp_path, monkeypatch):
