@@ -1,12 +1,29 @@
 """arcface_keras: angular-margin classification (ArcFace and family) for Keras 3.
 
 Importing the package registers every custom object (layers, losses) with
-Keras, so `keras.models.load_model` needs no `custom_objects`.
+Keras, so `keras.models.load_model` needs no `custom_objects`. The one
+exception is the ``arcface-keras`` command's own process, where Keras loads
+when a command runs (its ``--help`` answers without TensorFlow).
 """
 
 import contextlib
+import importlib
 import os
 import sys
+
+__version__ = "0.2.0"
+
+_PUBLIC = {
+    "AngularMarginLayer": "layers",
+    "ArcMarginLayer": "layers",
+    "CosMarginLayer": "layers",
+    "SphereMarginLayer": "layers",
+    "MarginScheduler": "layers",
+    "linear_ramp": "layers",
+    "margins_from_class_counts": "layers",
+    "TripletLoss": "losses",
+}
+_REGISTERING = ("layers", "losses", "models", "pretrained")  # the modules that register custom objects
 
 
 @contextlib.contextmanager
@@ -29,23 +46,36 @@ def _native_stderr_silenced():
         os.close(null)
 
 
-with _native_stderr_silenced():
-    import keras
+def load():
+    """Import Keras (quietly, see `_native_stderr_silenced`) and every module
+    that registers a custom object."""
+    with _native_stderr_silenced():
+        import keras
 
-    if keras.backend.backend() == "tensorflow":
-        import tensorflow as _tf
+        if keras.backend.backend() == "tensorflow":
+            import tensorflow as tf
 
-        _tf.config.list_physical_devices("GPU")  # device start-up lines, here rather than mid-run
+            tf.config.list_physical_devices("GPU")  # device start-up lines, here rather than mid-run
+    for name in _REGISTERING:
+        importlib.import_module(f"arcface_keras.{name}")
 
-from arcface_keras.layers import (  # noqa: E402
-    AngularMarginLayer,
-    ArcMarginLayer,
-    CosMarginLayer,
-    MarginScheduler,
-    SphereMarginLayer,
-    linear_ramp,
-    margins_from_class_counts,
-)
-from arcface_keras.losses import TripletLoss  # noqa: E402
 
-__version__ = "0.2.0"
+def __getattr__(name):
+    if name in _PUBLIC:
+        load()
+        return getattr(importlib.import_module(f"arcface_keras.{_PUBLIC[name]}"), name)
+    raise AttributeError(f"module 'arcface_keras' has no attribute {name!r}")
+
+
+if os.path.basename(sys.argv[0] if sys.argv and sys.argv[0] else "") != "arcface-keras":
+    load()
+    from arcface_keras.layers import (  # noqa: E402,F401
+        AngularMarginLayer,
+        ArcMarginLayer,
+        CosMarginLayer,
+        MarginScheduler,
+        SphereMarginLayer,
+        linear_ramp,
+        margins_from_class_counts,
+    )
+    from arcface_keras.losses import TripletLoss  # noqa: E402,F401

@@ -12,8 +12,7 @@ from keras import layers
 
 from arcface_keras import pretrained
 
-OWN_BACKBONES = ("network", "resnet", "fastnet")
-BACKBONES = (*OWN_BACKBONES, *pretrained.APPLICATIONS)
+from arcface_keras.config import BACKBONES, OWN_BACKBONES  # noqa: E402,F401  (names live in the Keras-free config)
 
 
 def build(name, input_shape, embedding_dim=128, weights=None, latent_dim=None, **options):

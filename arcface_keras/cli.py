@@ -11,7 +11,7 @@ import json
 import math
 import sys
 
-from arcface_keras import backbones, models, training
+from arcface_keras import config as training
 from arcface_keras import data as data_lib
 from arcface_keras.errors import TrainingDiverged, UserInputError
 
@@ -44,8 +44,8 @@ def add_training_arguments(parser, exclude=(), **default_overrides):
         "color_mode": dict(choices=data_lib.folders.COLOR_MODES, help="image folders: grayscale, rgb or auto (from the images)"),
         "cache": dict(help="image folders: cache decoded images in 'memory' or in this file"),
         "classes": dict(nargs="+", help="train on these classes only: name patterns, e.g. 'Greek__*' or '[0-4]'"),
-        "loss": dict(choices=models.LOSSES),
-        "backbone": dict(choices=backbones.BACKBONES),
+        "loss": dict(choices=training.LOSSES),
+        "backbone": dict(choices=training.BACKBONES),
         "epochs": dict(type=int),
         "batch_size": dict(type=int),
         "embedding_dim": dict(type=int, help="embedding size"),

@@ -17,7 +17,7 @@ from arcface_keras.io import write_json_atomic, write_text_atomic
 from arcface_keras import training
 from arcface_keras.training import TrainConfig, results_key, train
 
-COMPARE_LOSSES = ("arcface", "cosface", "sphereface", "softmax", "triplet")
+from arcface_keras.config import COMPARE_LOSSES, OPEN_SET_LOSSES  # noqa: E402,F401
 SUMMARY_KEYS = ("test_accuracy", "macro_precision", "macro_recall", "macro_f1", "map_at_r", "seconds_per_epoch")
 
 
@@ -285,7 +285,6 @@ def convergence_markdown(summary):
 
 
 # ----------------------------------------------------------------- open set --
-OPEN_SET_LOSSES = ("arcface", "cosface", "softmax", "triplet")
 OPEN_SET_KEYS = ("closed_set_accuracy", "dir_at_fpir_1e-2")
 
 

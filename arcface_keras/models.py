@@ -15,7 +15,7 @@ from arcface_keras import backbones
 from arcface_keras.layers import AngularMarginLayer, ArcMarginLayer, CosMarginLayer, SphereMarginLayer
 
 MARGIN_HEADS = {"arcface": ArcMarginLayer, "cosface": CosMarginLayer, "sphereface": SphereMarginLayer}
-LOSSES = (*MARGIN_HEADS, "softmax", "triplet")
+from arcface_keras.config import LOSSES  # noqa: E402  (names live in the Keras-free config)
 # The training recipe's margins (the layers keep the papers' defaults): smaller
 # than face recognition's, for few classes and training from scratch. The
 # triplet margin is FaceNet's, for unit embeddings and squared distances.

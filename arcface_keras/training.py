@@ -20,6 +20,21 @@ import numpy as np
 
 from arcface_keras import backbones, evaluation, export, models, pretrained, report, run_folder
 from arcface_keras import data as data_lib
+from arcface_keras.config import (  # noqa: F401  (the config's names, as before)
+    AUGMENT_CHOICES,
+    DEFAULT_LR,
+    MARGIN_RANGES,
+    OPTIMIZERS,
+    PRECISIONS,
+    RENAMED_FIELDS,
+    RESULT_FREE_FIELDS,
+    STRATEGIES,
+    UNUSED_FIELDS,
+    TrainConfig,
+    config_record,
+    renamed_fields,
+    results_key,
+)
 from arcface_keras.callbacks import (
     ClassCenters,
     DivergenceGuard,
@@ -32,202 +47,6 @@ from arcface_keras.errors import TrainingDiverged, UserInputError
 from arcface_keras.io import write_json_atomic
 from arcface_keras.layers import MarginScheduler, linear_ramp, margins_from_class_counts
 from arcface_keras.losses import TripletLoss
-
-PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
-STRATEGIES = ("auto", "one", "mirrored", "multiworker")
-OPTIMIZERS = ("sgd", "adam")
-DEFAULT_LR = {"sgd": 0.05, "adam": 1e-3}
-AUGMENT_CHOICES = ("auto", "off", *data_lib.AUGMENTATIONS)
-# The margin each loss accepts: [low, high) (SphereFace's multiplicative margin: [1, 1000]).
-MARGIN_RANGES = {"arcface": (0.0, math.pi), "cosface": (0.0, 2.0), "sphereface": (1.0, 1000.0),
-                 "triplet": (0.0, 4.0), "softmax": (-math.inf, math.inf)}
-
-
-@dataclasses.dataclass
-class TrainConfig:
-    """Everything a run depends on; saved whole into ``config.json`` and ``metrics.json``.
-
-    Every field is a flag of ``scripts/train.py`` (``--field-name``).
-    """
-
-    dataset: str = "digits"
-    data: str | None = None
-    image_size: list | None = None  # [H, W]: image folders are resized to it
-    color_mode: str = "auto"  # image folders: grayscale, rgb, or auto (from the images)
-    cache: str | None = None  # image folders: cache decoded images in "memory" or in this file
-    classes: list | None = None  # train on the classes whose names match these shell patterns only
-    loss: str = "arcface"
-    backbone: str = "network"
-    epochs: int = 30
-    batch_size: int = 100
-    embedding_dim: int = 128
-    scale: float | str | None = 16.0
-    margin: float | None = None  # None: models.RECIPE_MARGINS[loss]
-    sub_centers: int = 1
-    # Margin heads: fixed orthogonal class centers rule out center collapse (README).
-    # "auto": fixed where embedding_dim ≥ classes × sub_centers (orthogonal centers exist), else learned.
-    fixed_centers: bool | str = "auto"
-    easy_margin: bool = False
-    # Evaluate and export with the flip test (embedding of image and mirror averaged).
-    flip_test: bool = False
-    margin_warmup_epochs: float = 1.0
-    optimizer: str = "sgd"
-    lr: float | None = None  # None: DEFAULT_LR[optimizer]
-    momentum: float = 0.9
-    # Keras' decoupled decay: each step w ← w − lr·weight_decay·w, outside the momentum.
-    weight_decay: float = 5e-4
-    decay_batch_norm: bool = True  # False: batch-norm γ and β are not decayed
-    lr_warmup_epochs: float = 1.0
-    augment: str = "auto"  # auto: crop-flip for colour images, none for grayscale; or crop-flip, crop-flip-cutout, shift, off
-    seed: int = 0
-    deterministic: bool = False  # also make TensorFlow's ops deterministic (bit-identical reruns, slower)
-    precision: str = "auto"
-    jit_compile: bool = False
-    strategy: str = "auto"
-    train_samples: int | None = None
-    imbalance_ratio: float | None = None  # long-tailed training split (data.long_tail)
-    per_class_margins: bool = False  # margins ∝ n_c^(-1/4) from class counts, max = margin
-    evaluate_test: bool = True  # False: validation only (sweeps select on it)
-    validation_fraction: float = 0.1
-    backbone_options: dict = dataclasses.field(default_factory=dict)
-    weights: str | None = None  # pretrained backbones: imagenet (default), none, or a .weights.h5 path
-    freeze_backbone_epochs: int = 0  # pretrained backbones: train only the new layers for this many epochs
-    backbone_lr_factor: float = 1.0  # pretrained backbones: learning-rate factor of the pretrained part (SGD)
-    output: str | None = None
-    overwrite: bool = False  # replace a finished run in `output`
-    verbose: int = 2
-
-    def validate(self):
-        """Raise UserInputError naming the first bad field (as its flag)."""
-        low, high = MARGIN_RANGES.get(self.loss, (-math.inf, math.inf))
-        checks = [
-            ("dataset", isinstance(self.dataset, str) and self.dataset != "", "a data set name"),
-            ("data", self.data is None or (isinstance(self.data, str) and self.data != ""), "a path"),
-            ("image_size", self.image_size is None or (isinstance(self.image_size, (list, tuple)) and len(self.image_size) == 2
-                                                       and all(_integer(v, 1) for v in self.image_size)),
-             "two integers ≥ 1 (H W)"),
-            ("color_mode", self.color_mode in data_lib.folders.COLOR_MODES, f"one of {data_lib.folders.COLOR_MODES}"),
-            ("classes", self.classes is None or (isinstance(self.classes, (list, tuple)) and len(self.classes) > 0
-                                                 and all(isinstance(c, str) and c for c in self.classes)),
-             "one or more class-name patterns"),
-            ("cache", self.cache is None or (isinstance(self.cache, str) and self.cache != ""), "'memory' or a file path"),
-            ("loss", self.loss in models.LOSSES, f"one of {models.LOSSES}"),
-            ("backbone", self.backbone in backbones.BACKBONES, f"one of {backbones.BACKBONES}"),
-            ("epochs", _integer(self.epochs, 1), "an integer ≥ 1"),
-            ("batch_size", _integer(self.batch_size, 1), "an integer ≥ 1"),
-            ("embedding_dim", _integer(self.embedding_dim, 2), "an integer ≥ 2"),
-            ("scale", self.scale in (None, "auto") or _number(self.scale, 0, math.inf, low_open=True),
-             "a positive number or 'auto'"),
-            ("margin", self.margin is None or _number(self.margin, low, high, high_open=True),
-             f"in [{low:g}, {high:g}) for loss {self.loss}"),
-            ("sub_centers", _integer(self.sub_centers, 1), "an integer ≥ 1"),
-            ("fixed_centers", self.fixed_centers in (True, False, "auto"), "True, False or 'auto'"),
-            ("easy_margin", isinstance(self.easy_margin, bool), "True or False"),
-            ("flip_test", isinstance(self.flip_test, bool), "True or False"),
-            ("margin_warmup_epochs", _number(self.margin_warmup_epochs, 0, math.inf), "a number ≥ 0"),
-            ("optimizer", self.optimizer in OPTIMIZERS, f"one of {OPTIMIZERS}"),
-            ("lr", self.lr is None or _number(self.lr, 0, math.inf, low_open=True), "a positive number"),
-            ("momentum", _number(self.momentum, 0, 1, high_open=True), "in [0, 1)"),
-            ("weight_decay", _number(self.weight_decay, 0, math.inf), "a number ≥ 0"),
-            ("decay_batch_norm", isinstance(self.decay_batch_norm, bool), "True or False"),
-            ("lr_warmup_epochs", _number(self.lr_warmup_epochs, 0, math.inf), "a number ≥ 0"),
-            ("augment", self.augment in AUGMENT_CHOICES, f"one of {AUGMENT_CHOICES}"),
-            ("seed", _integer(self.seed, 0), "an integer ≥ 0"),
-            ("deterministic", isinstance(self.deterministic, bool), "True or False"),
-            ("precision", self.precision in PRECISIONS, f"one of {PRECISIONS}"),
-            ("jit_compile", isinstance(self.jit_compile, bool), "True or False"),
-            ("strategy", self.strategy in STRATEGIES, f"one of {STRATEGIES}"),
-            ("train_samples", self.train_samples is None or _integer(self.train_samples, 1), "an integer ≥ 1"),
-            ("imbalance_ratio", self.imbalance_ratio is None or _number(self.imbalance_ratio, 1, math.inf),
-             "a number ≥ 1"),
-            ("per_class_margins", isinstance(self.per_class_margins, bool), "True or False"),
-            ("evaluate_test", isinstance(self.evaluate_test, bool), "True or False"),
-            ("validation_fraction", _number(self.validation_fraction, 0, 1, low_open=True, high_open=True),
-             "in (0, 1)"),
-            ("backbone_options", isinstance(self.backbone_options, dict), "a dict (JSON object)"),
-            ("weights", self.weights is None or (isinstance(self.weights, str) and self.weights != ""),
-             "imagenet, none or a .weights.h5 path"),
-            ("freeze_backbone_epochs", _integer(self.freeze_backbone_epochs, 0), "an integer ≥ 0"),
-            ("backbone_lr_factor", _number(self.backbone_lr_factor, 0, math.inf), "a number ≥ 0"),
-            ("output", self.output is None or (isinstance(self.output, str) and self.output != ""), "a path"),
-            ("overwrite", isinstance(self.overwrite, bool), "True or False"),
-            ("verbose", self.verbose in (0, 1, 2), "0, 1 or 2"),
-        ]
-        for name, ok, expected in checks:
-            if not ok:
-                raise UserInputError(
-                    f"--{name.replace('_', '-')} must be {expected}. Received: {name}={getattr(self, name)!r}"
-                )
-        unknown = sorted(set(self.backbone_options) - set(backbones.option_names(self.backbone)))
-        if unknown:
-            raise UserInputError(
-                f"--backbone-options has options that backbone {self.backbone!r} does not take: {unknown}; "
-                f"it takes {list(backbones.option_names(self.backbone))}. Received: {self.backbone_options!r}"
-            )
-        pretrained_only = {"weights": self.weights not in (None, "none"), "freeze_backbone_epochs": self.freeze_backbone_epochs > 0,
-                           "backbone_lr_factor": self.backbone_lr_factor != 1.0}
-        if not pretrained.is_pretrained(self.backbone) and any(pretrained_only.values()):
-            name = next(k for k, used in pretrained_only.items() if used)
-            raise UserInputError(f"--{name.replace('_', '-')} applies to pretrained backbones "
-                                 f"({', '.join(pretrained.APPLICATIONS)}); {self.backbone} trains from scratch. "
-                                 f"Received: {name}={getattr(self, name)!r}")
-        if self.per_class_margins and self.loss not in ("arcface", "cosface"):
-            raise UserInputError(f"--per-class-margins needs loss arcface or cosface. Received: loss={self.loss!r}")
-
-    @property
-    def learning_rate(self):
-        """`lr`, or the optimizer's default when `lr` is None."""
-        return DEFAULT_LR[self.optimizer] if self.lr is None else self.lr
-
-    @property
-    def run_folder(self):
-        """`output`, or ``saved_models/<name of the data loaded>-<loss>``."""
-        return self.output or os.path.join("saved_models", f"{data_lib.data_name(self.dataset, self.data)}-{self.loss}")
-
-
-def _integer(value, low):
-    return isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value >= low
-
-
-def _number(value, low, high, low_open=False, high_open=False):
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        return False
-    if not math.isfinite(value):
-        return False
-    return (value > low if low_open else value >= low) and (value < high if high_open else value <= high)
-
-
-# Fields that never change a run's results.
-RESULT_FREE_FIELDS = ("verbose", "output", "overwrite", "deterministic")
-# Fields a loss never reads: a change in them must not retrain a finished run.
-_MARGIN_HEAD_FIELDS = ("scale", "sub_centers", "fixed_centers", "easy_margin", "margin_warmup_epochs", "per_class_margins")
-UNUSED_FIELDS = {"softmax": _MARGIN_HEAD_FIELDS + ("margin",), "triplet": _MARGIN_HEAD_FIELDS}
-
-
-# Config fields stored under an older name in run folders: old → new.
-RENAMED_FIELDS = {"fixed_centres": "fixed_centers", "latent_dim": "embedding_dim"}
-
-
-def renamed_fields(stored):
-    """A stored config dict with old field names given their current names."""
-    return {RENAMED_FIELDS.get(key, key): value for key, value in stored.items()}
-
-
-def config_record(config):
-    """`config` as the dict a run folder stores (`lr` resolved)."""
-    return {**dataclasses.asdict(config), "lr": config.learning_rate}
-
-
-def results_key(config):
-    """The settings that decide `config`'s results (a dict; `lr` resolved).
-
-    Two configs with equal keys make the same run: a run folder made with
-    one is resumed or reused for the other.
-    """
-    values = config_record(config)
-    unused = set(RESULT_FREE_FIELDS) | set(UNUSED_FIELDS.get(config.loss, ()))
-    return {key: value for key, value in values.items() if key not in unused}
-
 
 def train(config):
     """Train, evaluate and export one model; return the metrics dict.

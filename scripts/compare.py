@@ -10,26 +10,7 @@ import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from arcface_keras import cli, experiments  # noqa: E402
-from arcface_keras.data import data_name  # noqa: E402
-
-
-def main(argv=None):
-    parser = cli.ArgumentParser(description=__doc__.split("\n")[0])
-    cli.add_training_arguments(parser, exclude=("loss", "seed", "output"), verbose=0)
-    parser.add_argument("--losses", nargs="+", default=list(experiments.COMPARE_LOSSES), choices=experiments.COMPARE_LOSSES)
-    parser.add_argument("--seeds", type=int, default=3, help="number of seeds (0, 1, ...)")
-    parser.add_argument("--folder", default=None, help="study folder (default saved_models/compare-<dataset>)")
-    args = parser.parse_args(argv)
-    if args.seeds < 1:
-        parser.error(f"argument --seeds: must be ≥ 1. Received: {args.seeds}")
-    base = cli.config_from_args(args)
-    folder = args.folder or os.path.join("saved_models", f"compare-{data_name(args.dataset, args.data)}")
-    summary = cli.run_or_explain(experiments.compare, base, folder, args.losses, tuple(range(args.seeds)))
-    print(experiments.compare_markdown(summary))
-    print(f"written: {folder}/compare-{summary['dataset']}.json, .md, .png")
-    return 0
-
+from arcface_keras.commands.compare import main  # noqa: E402
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -10,23 +10,7 @@ import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from arcface_keras import cli, experiments  # noqa: E402
-from arcface_keras.data import data_name  # noqa: E402
-
-
-def main(argv=None):
-    parser = cli.ArgumentParser(description=__doc__.split("\n")[0])
-    cli.add_training_arguments(parser, exclude=("loss", "imbalance_ratio", "per_class_margins", "output"), verbose=0)
-    parser.add_argument("--ratios", type=float, nargs="+", default=[10.0, 100.0])
-    parser.add_argument("--folder", default=None, help="study folder (default saved_models/imbalance-<dataset>)")
-    args = parser.parse_args(argv)
-    base = cli.config_from_args(args)
-    folder = args.folder or os.path.join("saved_models", f"imbalance-{data_name(args.dataset, args.data)}")
-    summary = cli.run_or_explain(experiments.imbalance, base, folder, tuple(args.ratios))
-    print(experiments.imbalance_markdown(summary))
-    print(f"written: {folder}/imbalance-{summary['dataset']}.json, .md and per-class recall plots")
-    return 0
-
+from arcface_keras.commands.imbalance import main  # noqa: E402
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -14,31 +14,7 @@ import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from arcface_keras import cli, experiments  # noqa: E402
-from arcface_keras.data import data_name  # noqa: E402
-
-
-def main(argv=None):
-    parser = cli.ArgumentParser(description=__doc__.split("\n")[0])
-    cli.add_training_arguments(parser, exclude=("loss", "seed", "classes", "output"), verbose=0)
-    parser.add_argument("--train-classes", nargs="+", required=True, help="class-name patterns to train on")
-    parser.add_argument("--enrol-classes", nargs="+", required=True, help="unseen classes to enrol and probe")
-    parser.add_argument("--impostor-classes", nargs="+", required=True, help="unseen classes never enrolled")
-    parser.add_argument("--losses", nargs="+", default=list(experiments.OPEN_SET_LOSSES), choices=experiments.OPEN_SET_LOSSES)
-    parser.add_argument("--seeds", type=int, default=3, help="number of seeds (0, 1, ...)")
-    parser.add_argument("--shots", type=int, nargs="+", default=[1, 5], help="images enrolled per class (K)")
-    parser.add_argument("--folder", default=None, help="study folder (default saved_models/open-set-<data name>)")
-    args = parser.parse_args(argv)
-    if args.seeds < 1 or min(args.shots) < 1:
-        parser.error(f"argument --seeds and --shots: must be ≥ 1. Received: {args.seeds}, {args.shots}")
-    base = cli.config_from_args(args)
-    folder = args.folder or os.path.join("saved_models", f"open-set-{data_name(args.dataset, args.data)}")
-    summary = cli.run_or_explain(experiments.open_set, base, folder, args.train_classes, args.enrol_classes,
-                                 args.impostor_classes, tuple(args.losses), tuple(range(args.seeds)), tuple(args.shots))
-    print(experiments.open_set_markdown(summary))
-    print(f"written: {folder}/open-set-{summary['dataset']}.json, .md")
-    return 0
-
+from arcface_keras.commands.open_set import main  # noqa: E402
 
 if __name__ == "__main__":
     sys.exit(main())

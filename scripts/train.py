@@ -10,19 +10,7 @@ import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from arcface_keras import cli  # noqa: E402
-from arcface_keras.training import TrainConfig, train  # noqa: E402
-
-
-def main(argv=None):
-    parser = cli.ArgumentParser(description=__doc__.split("\n")[0])
-    cli.add_training_arguments(parser)
-    args = parser.parse_args(argv)
-    config = cli.config_from_args(args, TrainConfig)
-    metrics = cli.run_or_explain(train, config)
-    print(cli.summary(metrics, config.run_folder))
-    return 0
-
+from arcface_keras.commands.train import main  # noqa: E402
 
 if __name__ == "__main__":
     sys.exit(main())

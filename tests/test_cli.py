@@ -297,3 +297,25 @@ def test_latent_dim_is_an_alias_of_embedding_dim():
     train_model, _ = models.build_models(3, (8, 8, 1), (0.5,), (0.25,), latent_dim=12,
                                          backbone_options={"widths": (4, 8)})
     assert train_model.get_layer("head").kernel.shape[0] == 12
+
+
+def test_the_arcface_keras_command_answers_help_without_tensorflow():
+    code = ("import sys; sys.argv[0] = 'arcface-keras'\n"
+            "from arcface_keras.commands import main\n"
+            "assert main(['--help']) == 0\n"
+            "try:\n    main(['train', '--help'])\nexcept SystemExit as exit_info:\n    assert exit_info.code == 0\n"
+            "print('TF', 'tensorflow' in sys.modules, 'keras' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "open-set" in result.stdout and "--embedding-dim" in result.stdout
+    assert result.stdout.strip().endswith("TF False False") and result.stderr == ""
+
+
+def test_the_command_runs_every_script_and_refuses_unknown_ones(capsys):
+    from arcface_keras import commands
+
+    assert set(commands.COMMANDS.values()) <= {name.removesuffix(".py") for name in os.listdir(os.path.join(ROOT, "scripts"))}
+    assert commands.main(["nope"]) == 2 and "unknown command 'nope'" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:
+        commands.main(["train", "--epochs", "0"])
+    assert exit_info.value.code == 2 and "epochs=0" in capsys.readouterr().err

@@ -37,10 +37,12 @@ def test_default_run_folder_is_named_from_the_data_loaded():
 
 def test_study_default_folder_is_named_from_the_data_loaded(tmp_path, monkeypatch, rng):
     data = synthetic_npz(tmp_path / "parts.npz", rng)
+    from arcface_keras import experiments
+
     compare = load_script("compare")
     seen = {}
-    monkeypatch.setattr(compare.experiments, "compare", lambda base, folder, *a: seen.setdefault("folder", folder) and {"dataset": "parts"})
-    monkeypatch.setattr(compare.experiments, "compare_markdown", lambda summary: "")
+    monkeypatch.setattr(experiments, "compare", lambda base, folder, *a: seen.setdefault("folder", folder) and {"dataset": "parts"})
+    monkeypatch.setattr(experiments, "compare_markdown", lambda summary: "")
     compare.main(["--data", data])
     assert seen["folder"] == os.path.join("saved_models", "compare-parts")
 

@@ -1,0 +1,49 @@
+"""``arcface-keras <command>``: every job of the toolkit behind one command.
+
+``scripts/<command>.py`` runs the same code. Keras and TensorFlow load only
+when a command runs, so ``--help`` answers at once.
+"""
+
+import importlib
+import os
+import sys
+
+COMMANDS = {
+    "train": "train", "evaluate": "evaluate", "compare": "compare", "sweep": "sweep", "imbalance": "imbalance",
+    "convergence": "convergence", "open-set": "open_set", "enrol": "enrol", "identify": "identify",
+    "verify": "verify", "export": "export", "embedding-spread": "embedding_spread",
+}
+
+
+def main(argv=None):
+    """Dispatch ``argv`` (default ``sys.argv[1:]``) to a command's `main`."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if not argv or argv[0] in ("-h", "--help"):
+        print(usage())
+        return 0
+    if argv[0] == "--version":
+        from arcface_keras import __version__
+
+        print(f"arcface-keras {__version__}")
+        return 0
+    if argv[0] not in COMMANDS:
+        print(f"error: unknown command {argv[0]!r}; one of: {', '.join(COMMANDS)} (see --help)", file=sys.stderr)
+        return 2
+    module = importlib.import_module(f"arcface_keras.commands.{COMMANDS[argv[0]]}")
+    if not {"-h", "--help"} & set(argv[1:]):
+        import arcface_keras
+
+        arcface_keras.load()  # quietly, before the command imports Keras itself
+    sys.argv[0] = f"arcface-keras {argv[0]}"
+    return module.main(argv[1:])
+
+
+def usage():
+    lines = ["usage: arcface-keras <command> [options]   (arcface-keras <command> --help for its options)", "",
+             "commands:"]
+    for name, module in COMMANDS.items():
+        doc = (importlib.import_module(f"arcface_keras.commands.{module}").__doc__ or "").strip()
+        first = " ".join(doc.split("\n\n")[0].split())
+        lines.append(f"  {name:<17} {first if len(first) <= 72 else first[:71] + '…'}")
+    return "\n".join(lines)

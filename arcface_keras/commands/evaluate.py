@@ -1,0 +1,33 @@
+"""Recompute every metric and figure of a saved run and write its report.md.
+
+    python scripts/evaluate.py saved_models/mnist-arcface
+    python scripts/evaluate.py saved_models/mnist-arcface --flip-test   # into <run>/flip_test/
+"""
+
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from arcface_keras import cli  # noqa: E402
+
+
+def main(argv=None):
+    parser = cli.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("run_folder", help="a folder written by scripts/train.py")
+    parser.add_argument("--flip-test", action="store_true",
+                        help="average each image's embedding with its mirror image's (written to <run>/flip_test/)")
+    args = parser.parse_args(argv)
+    from arcface_keras.report import evaluate_folder
+
+    metrics = cli.run_or_explain(evaluate_folder, args.run_folder, flip_test=args.flip_test)
+    print(
+        f"test accuracy {metrics['test_accuracy']:.4f}, macro F1 {metrics['macro_f1']:.4f}, "
+        f"precision@1 {metrics['precision_at_1']:.4f}, MAP@R {metrics['map_at_r']:.4f}, EER {metrics['eer']:.4f}\n"
+        f"report: {os.path.join(args.run_folder, 'flip_test' if args.flip_test else '', 'report.md')}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
