@@ -115,20 +115,21 @@ def embeddings(path, vectors, labels, centers=None, sub_centers=1, title="Embedd
 
 
 def confusion_matrix(path, matrix, title="Confusion matrix", class_names=None):
-    """A confusion matrix (rows: true class, columns: predicted), counts written in;
-    up to 20 classes are labelled with `class_names`."""
+    """A confusion matrix (rows: true class, columns: predicted), drawn by
+    scikit-learn's `ConfusionMatrixDisplay`; up to 20 classes get their counts
+    and names written in."""
+    from sklearn.metrics import ConfusionMatrixDisplay
+
     matrix = np.asarray(matrix)
+    small = len(matrix) <= 20
+    labels = class_names if (class_names is not None and small) else None
     figure = _figure((6, 5.5))
     axis = figure.subplots()
-    image = axis.imshow(matrix, cmap="Blues")
-    figure.colorbar(image, ax=axis, fraction=0.046)
-    if len(matrix) <= 20:
-        for (i, j), value in np.ndenumerate(matrix):
-            axis.text(j, i, str(value), ha="center", va="center", fontsize=7,
-                      color="white" if value > matrix.max() / 2 else "black")
-    if class_names is not None and len(matrix) <= 20:
-        axis.set_xticks(range(len(matrix)), class_names, rotation=90, fontsize=7)
-        axis.set_yticks(range(len(matrix)), class_names, fontsize=7)
+    ConfusionMatrixDisplay(matrix, display_labels=labels).plot(
+        ax=axis, cmap="Blues", include_values=small, xticks_rotation="vertical", colorbar=True)
+    if not small:
+        axis.set_xticks([])
+        axis.set_yticks([])
     axis.set_xlabel("predicted")
     axis.set_ylabel("true")
     axis.set_title(title)
@@ -152,11 +153,12 @@ def target_angle_histogram(path, angles, labels, title="Angle to own class cente
 
 
 def roc_curve(path, far, tar, title="Verification ROC"):
-    """TAR against FAR on a log FAR axis."""
+    """TAR against FAR on a log FAR axis (scikit-learn's `RocCurveDisplay`)."""
+    from sklearn.metrics import RocCurveDisplay
+
     figure = _figure((5.5, 4.5))
     axis = figure.subplots()
-    far = np.asarray(far)
-    axis.plot(np.maximum(far, 1e-6), tar)
+    RocCurveDisplay(fpr=np.maximum(np.asarray(far), 1e-6), tpr=np.asarray(tar)).plot(ax=axis)
     axis.set_xscale("log")
     axis.set_xlim(1e-5, 1)
     axis.set_xlabel("false accept rate")
