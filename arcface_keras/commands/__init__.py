@@ -35,8 +35,11 @@ def main(argv=None):
         import arcface_keras
 
         arcface_keras.load()  # quietly, before the command imports Keras itself
-    sys.argv[0] = f"arcface-keras {argv[0]}"
-    return module.main(argv[1:])
+    program, sys.argv[0] = sys.argv[0], f"arcface-keras {argv[0]}"  # usage lines name the command
+    try:
+        return module.main(argv[1:])
+    finally:
+        sys.argv[0] = program
 
 
 def usage():
