@@ -184,3 +184,14 @@ def test_folder_run_keeps_class_names_in_metrics_report_and_saved_model(tmp_path
     assert result.returncode == 0, result.stderr[-2000:]
     names, class_id = result.stdout.strip().rsplit(" ", 1)
     assert json.loads(names)[0] == sorted(CLASSES)[int(class_id)]
+
+
+def test_classes_keeps_the_matching_class_folders_relabelled(tmp_path):
+    _folder(tmp_path)
+    splits = data.load(data=str(tmp_path), classes=["café*", "plain"])
+    assert splits.class_names == ["café crème", "plain"] and splits.num_classes == 2
+    labels = np.concatenate([splits.y_train, splits.y_val, splits.y_test])
+    assert sorted(set(labels.tolist())) == [0, 1] and len(labels) == 12
+    assert all("Ελληνικά" not in path for path in splits.x_train.paths)
+    with pytest.raises(DataError, match="matches 1 class"):
+        data.load(data=str(tmp_path), classes=["plain"])
