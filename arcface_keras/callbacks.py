@@ -9,7 +9,6 @@ timings drop whatever a resumed run trains again.
 """
 
 import csv
-import glob
 import io
 import json
 import math
@@ -131,11 +130,7 @@ class EpochBackup(keras.callbacks.Callback):
 
     def latest(self):
         """``(epoch, path)`` of the newest complete backup, or None."""
-        found = []
-        for path in glob.glob(os.path.join(self.folder, "epoch-*.weights.h5")):
-            match = self.PATTERN.match(os.path.basename(path))
-            if match:
-                found.append((int(match.group(1)), path))
+        found = self._all() if os.path.isdir(self.folder) else []
         return max(found) if found else None
 
     def on_train_begin(self, logs=None):

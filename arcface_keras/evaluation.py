@@ -233,16 +233,20 @@ def verification_from_pairs(embeddings, positives, negatives):
     pairs = np.concatenate([positives, negatives])
     scores = np.einsum("ij,ij->i", unit[pairs[:, 0]], unit[pairs[:, 1]])
     truth = np.concatenate([np.ones(len(positives)), np.zeros(len(negatives))])
-    far, tar, _ = sk.roc_curve(truth, scores)
+    return {**verification_from_scores(scores, truth),
+            "pairs": {"same": int(len(positives)), "different": int(len(negatives))}}
+
+
+def verification_from_scores(scores, same):
+    """ROC AUC, EER, TAR at FAR 1e-3 and the ROC of "same?" decided by `scores`."""
+    far, tar, _ = sk.roc_curve(same, scores)
     frr = 1.0 - tar
     crossing = int(np.argmin(np.abs(far - frr)))
-    eer = float((far[crossing] + frr[crossing]) / 2)
     allowed = far <= 1e-3
     return {
-        "roc_auc": float(sk.roc_auc_score(truth, scores)),
-        "eer": eer,
+        "roc_auc": float(sk.roc_auc_score(same, scores)),
+        "eer": float((far[crossing] + frr[crossing]) / 2),
         "tar_at_far_1e-3": float(tar[allowed].max()) if allowed.any() else 0.0,
-        "pairs": {"same": int(len(positives)), "different": int(len(negatives))},
         "roc": {"far": far, "tar": tar},
     }
 

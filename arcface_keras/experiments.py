@@ -326,7 +326,9 @@ def open_set(base, folder, train_classes, enrol_classes, impostor_classes, losse
                 enrol_embeddings, unseen["enrol"][1], impostor_embeddings, shot, fpir, seed))
     results = {f"{loss}, K={shot}": {key: _mean_std([r[key] for r in runs]) for key in OPEN_SET_KEYS}
                for (loss, shot), runs in rows.items()}
-    summary = {"dataset": runs_name(cells), "train_classes": list(train_classes), "enrol_classes": list(enrol_classes),
+    from arcface_keras.data import data_name
+
+    summary = {"dataset": data_name(base.dataset, base.data), "train_classes": list(train_classes), "enrol_classes": list(enrol_classes),
                "impostor_classes": list(impostor_classes), "seeds": list(seeds), "shots": list(shots), "fpir": fpir,
                "epochs": base.epochs, "backbone": base.backbone,
                "unseen_images": {"enrol": int(len(unseen["enrol"][1])), "impostor": int(len(unseen["impostor"][1]))},
@@ -335,13 +337,6 @@ def open_set(base, folder, train_classes, enrol_classes, impostor_classes, losse
     write_json_atomic(stem + ".json", summary)
     write_text_atomic(stem + ".md", open_set_markdown(summary))
     return summary
-
-
-def runs_name(cells):
-    from arcface_keras.data import data_name
-
-    config = next(iter(cells.values()))
-    return data_name(config.dataset, config.data)
 
 
 def _all_images(splits):

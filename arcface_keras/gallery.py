@@ -19,7 +19,8 @@ import os
 
 import numpy as np
 
-from arcface_keras.data.folders import IMAGE_EXTENSIONS, ImageFiles
+from arcface_keras.data.folders import IMAGE_EXTENSIONS, ImageFiles, image_paths
+from arcface_keras.data.pipelines import image_batches
 from arcface_keras.errors import DataError, RunFolderError, UserInputError
 
 CALIBRATION_FILE = os.path.join("assets.extra", "calibration.json")
@@ -51,16 +52,10 @@ class ExportedModel:
     def embed(self, images, batch_size=64):
         """Unit embeddings (N, D) of image files (paths, decoded and resized as in
         training), of `ImageFiles`, or of a uint8 array shaped like the training images."""
-        import tensorflow as tf
-
-        if isinstance(images, np.ndarray) and images.dtype == np.uint8 and images.ndim == 4:
-            dataset = tf.data.Dataset.from_tensor_slices(images).batch(batch_size)
-        else:
+        if not (isinstance(images, np.ndarray) and images.dtype == np.uint8 and images.ndim == 4):
             paths = images.paths if isinstance(images, ImageFiles) else np.asarray(images, dtype=object)
-            files = ImageFiles(paths, self.image_shape, resize=True)
-            dataset = tf.data.Dataset.from_tensor_slices(files.paths.astype(str)).map(
-                files.decode, num_parallel_calls=tf.data.AUTOTUNE).batch(batch_size).prefetch(tf.data.AUTOTUNE)
-        batches = [self.serve(images=tf.cast(batch, tf.float32))["embedding"].numpy() for batch in dataset]
+            images = ImageFiles(paths, self.image_shape, resize=True)
+        batches = [self.serve(images=batch)["embedding"].numpy() for batch in image_batches(images, batch_size)]
         return np.concatenate(batches) if batches else np.zeros((0, 0), dtype="float32")
 
     def threshold(self, far=None, threshold=None):
@@ -97,13 +92,7 @@ def image_files(path):
         return [(path, None)]
     if not os.path.isdir(path):
         raise DataError(f"--data {path!r} does not exist.")
-    found = []
-    for directory, folders, names in os.walk(path):
-        folders.sort()
-        relative = os.path.relpath(directory, path)
-        label = None if relative == "." else relative.split(os.sep)[0]
-        found += [(os.path.join(directory, name), label) for name in sorted(names)
-                  if name.lower().endswith(IMAGE_EXTENSIONS) and not name.startswith(".")]
+    found = image_paths(path)
     if not found:
         raise DataError(f"--data {path!r} holds no image files ({', '.join(IMAGE_EXTENSIONS)}).")
     return found
@@ -360,7 +349,7 @@ def read_pairs(path, root):
 def verification_report(scores, same, folds=10):
     """10-fold verification accuracy (threshold chosen on the other folds),
     ROC AUC, EER and TAR at FAR 1e-3 over cosine `scores` of pairs."""
-    from sklearn import metrics as sk
+    from arcface_keras import evaluation
 
     scores, same = np.asarray(scores, dtype="float64"), np.asarray(same, dtype=bool)
     parts = np.array_split(np.arange(len(scores)), min(folds, len(scores)))
@@ -373,8 +362,7 @@ def verification_report(scores, same, folds=10):
     report = {"pairs": int(len(scores)), "same": int(same.sum()), "accuracy_mean": float(np.mean(accuracies)),
               "accuracy_std": float(np.std(accuracies)), "folds": len(parts)}
     if 0 < same.sum() < len(same):
-        far, tar, _ = sk.roc_curve(same, scores)
-        crossing = int(np.argmin(np.abs(far - (1 - tar))))
-        report.update(roc_auc=float(sk.roc_auc_score(same, scores)), eer=float((far[crossing] + 1 - tar[crossing]) / 2),
-                      tar_at_far_1e_3=float(tar[far <= 1e-3].max()) if (far <= 1e-3).any() else 0.0)
+        curve = evaluation.verification_from_scores(scores, same)
+        curve.pop("roc")
+        report.update(curve)
     return report

@@ -110,7 +110,7 @@ def read_config(folder):
         return None
     if not isinstance(stored, dict):
         return None
-    from arcface_keras.training import renamed_fields
+    from arcface_keras.config import renamed_fields
 
     return renamed_fields(stored)
 

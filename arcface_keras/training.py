@@ -69,25 +69,15 @@ def train(config):
     previous_policy = keras.mixed_precision.dtype_policy()
     keras.mixed_precision.set_dtype_policy(resolve_precision(config.precision))
     try:
-        with make_strategy(config.strategy).scope():
-            train_model, inference = _build_models(config, splits)
-            plan = _fit_plan(config, splits, train_model)
-            optimizer = make_optimizer(config, plan.steps_per_epoch)
-            if pretrained.is_pretrained(config.backbone):
-                optimizer.exclude_from_weight_decay(var_list=pretrained.pretrained_variables(train_model))
-            plan.model.compile(
-                optimizer=optimizer,
-                loss=plan.loss,
-                metrics=plan.metrics,
-                jit_compile=config.jit_compile,
-            )
-        run_folder.prepare(folder, state, config_record(config))
-        if state == "trained":
+        if state == "trained":  # training finished before a kill: evaluate and export only
+            run_folder.prepare(folder, state, config_record(config))
             train_model = keras.models.load_model(os.path.join(folder, run_folder.MODEL))
             inference = models.inference_model(train_model, flip_test=config.flip_test)
             with open(os.path.join(folder, run_folder.TRAINED)) as file:
                 extra = json.load(file)
         else:
+            train_model, inference, plan = _compiled(config, splits)
+            run_folder.prepare(folder, state, config_record(config))  # only now: every input is checked
             extra = _fit(config, folder, splits, plan, train_model, inference)
         if not config.evaluate_test:
             write_json_atomic(os.path.join(folder, run_folder.METRICS), extra)
@@ -99,6 +89,18 @@ def train(config):
         return report.evaluate_run(folder, train_model, splits, config.batch_size, extra=extra, inference=inference)
     finally:
         keras.mixed_precision.set_dtype_policy(previous_policy)
+
+
+def _compiled(config, splits):
+    """The models of `config` and its `FitPlan`, the model to fit compiled."""
+    with make_strategy(config.strategy).scope():
+        train_model, inference = _build_models(config, splits)
+        plan = _fit_plan(config, splits, train_model)
+        optimizer = make_optimizer(config, plan.steps_per_epoch)
+        if pretrained.is_pretrained(config.backbone):
+            optimizer.exclude_from_weight_decay(var_list=pretrained.pretrained_variables(train_model))
+        plan.model.compile(optimizer=optimizer, loss=plan.loss, metrics=plan.metrics, jit_compile=config.jit_compile)
+    return train_model, inference, plan
 
 
 def load_data(config):

@@ -1,8 +1,7 @@
 """Compare losses (ArcFace, CosFace, SphereFace, softmax, triplet) over seeds.
 
-Same backbone, data and budget for every loss; mean ± std over seeds.
-    python scripts/compare.py                      # embedded digits, a few minutes
-    python scripts/compare.py --dataset mnist --data ../shared/data/mnist.npz --epochs 3
+A thin wrapper of `arcface-keras compare` (arcface_keras/commands/compare.py); --help
+lists the options.
 """
 
 import os

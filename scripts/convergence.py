@@ -1,7 +1,8 @@
-"""Why ArcFace from scratch stalls: the straightforward recipe against ours,
-one change at a time, on the same backbone and budget.
+"""Why ArcFace from scratch stalls: the straightforward recipe against ours, one change at
+a time, on the same backbone and budget.
 
-    python scripts/convergence.py --dataset mnist --data ../shared/data/mnist.npz --train-samples 10000 --epochs 3
+A thin wrapper of `arcface-keras convergence` (arcface_keras/commands/convergence.py);
+--help lists the options.
 """
 
 import os

@@ -1,11 +1,7 @@
 """How spread out are the embeddings at initialisation? (the first training step's view)
 
-Mean cosine between the embeddings of different images, computed with
-batch statistics (training mode) as the first step sees them, for each
-backbone with and without batch normalisation of the embedding. Near 1 means
-every image starts in the same narrow cone, where no class center can win.
-
-    python scripts/embedding_spread.py --data ../shared/data/mnist.npz --dataset mnist
+A thin wrapper of `arcface-keras embedding-spread`
+(arcface_keras/commands/embedding_spread.py); --help lists the options.
 """
 
 import os

@@ -1,8 +1,8 @@
-"""Enrol classes into a gallery: embed every image of each class subfolder
-with a run's exported model; no retraining.
+"""Enrol classes into a gallery: embed every image of each class subfolder with a run's
+exported model; no retraining.
 
-    python scripts/enrol.py saved_models/omniglot-arcface --data new_characters/ --output gallery.npz
-    python scripts/enrol.py saved_models/omniglot-arcface --data more/ --output gallery.npz --append
+A thin wrapper of `arcface-keras enrol` (arcface_keras/commands/enrol.py); --help lists
+the options.
 """
 
 import os

@@ -1,7 +1,7 @@
 """Recompute every metric and figure of a saved run and write its report.md.
 
-    python scripts/evaluate.py saved_models/mnist-arcface
-    python scripts/evaluate.py saved_models/mnist-arcface --flip-test   # into <run>/flip_test/
+A thin wrapper of `arcface-keras evaluate` (arcface_keras/commands/evaluate.py); --help
+lists the options.
 """
 
 import os

@@ -1,10 +1,9 @@
-"""Export a run for deployment: LiteRT (TFLite, float32 or dynamic-range int8,
-optionally the embedding alone), ONNX, or the SavedModel itself; checks the
-export against the SavedModel on the run's own test images and reports size
-and CPU latency per image.
+"""Export a run for deployment: LiteRT (TFLite, float32 or dynamic-range int8, optionally
+the embedding alone), ONNX, or the SavedModel itself; checks the export against the
+SavedModel on the run's own test images and reports size and CPU latency per image.
 
-    python scripts/export.py saved_models/omniglot-arcface --format litert
-    python scripts/export.py saved_models/omniglot-arcface --format litert --quantize --embedding-only
+A thin wrapper of `arcface-keras export` (arcface_keras/commands/export.py); --help
+lists the options.
 """
 
 import os

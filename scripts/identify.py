@@ -1,7 +1,8 @@
-"""Identify images against a gallery: the best enrolled class, or "unknown"
-below a cosine threshold; CSV out (path,label,score,label_2,score_2,…).
+"""Identify images against a gallery: the best enrolled class, or "unknown" below a cosine
+threshold; CSV out (path,label,score,label_2,score_2,…).
 
-    python scripts/identify.py saved_models/omniglot-arcface --gallery gallery.npz --data probes/ --output predictions.csv --far 1e-3
+A thin wrapper of `arcface-keras identify` (arcface_keras/commands/identify.py); --help
+lists the options.
 """
 
 import os

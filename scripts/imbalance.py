@@ -1,8 +1,7 @@
 """Class imbalance: long-tailed training sets, balanced test set.
 
-Compares softmax, ArcFace and ArcFace with per-class margins from class counts.
-    python scripts/imbalance.py                    # embedded digits
-    python scripts/imbalance.py --dataset mnist --data ../shared/data/mnist.npz --epochs 3
+A thin wrapper of `arcface-keras imbalance` (arcface_keras/commands/imbalance.py);
+--help lists the options.
 """
 
 import os

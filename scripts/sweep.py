@@ -1,8 +1,7 @@
 """Sweep the scale s and margin m of a margin head, scored on validation.
 
-The best cell is then evaluated once on the test set.
-    python scripts/sweep.py                        # embedded digits
-    python scripts/sweep.py --dataset mnist --data ../shared/data/mnist.npz --epochs 1 --train-samples 10000
+A thin wrapper of `arcface-keras sweep` (arcface_keras/commands/sweep.py); --help lists
+the options.
 """
 
 import os

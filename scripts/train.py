@@ -1,8 +1,7 @@
 """Train, evaluate and export an angular-margin (or softmax) classifier.
 
-With no flags: ArcFace on the embedded 8×8 digits (no network needed).
-    python scripts/train.py
-    python scripts/train.py --dataset mnist --data ../shared/data/mnist.npz --epochs 10
+A thin wrapper of `arcface-keras train` (arcface_keras/commands/train.py); --help lists
+the options.
 """
 
 import os

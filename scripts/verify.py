@@ -1,9 +1,8 @@
-"""Verify: are two images of the same class? Cosine similarity against the
-run's threshold; or an LFW-style pairs file, with 10-fold accuracy, ROC AUC,
-EER and TAR at FAR 1e-3.
+"""Verify: are two images of the same class? Cosine similarity against the run's threshold;
+or an LFW-style pairs file, with 10-fold accuracy, ROC AUC, EER and TAR at FAR 1e-3.
 
-    python scripts/verify.py saved_models/omniglot-arcface a.png b.png
-    python scripts/verify.py saved_models/lfw-arcface --pairs pairs.txt --root lfw/
+A thin wrapper of `arcface-keras verify` (arcface_keras/commands/verify.py); --help
+lists the options.
 """
 
 import os

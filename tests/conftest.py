@@ -52,6 +52,12 @@ def synthetic_npz(path, rng, classes=4, per_class=60, size=12):
     return str(path)
 
 
+@pytest.fixture
+def synthetic(tmp_path, rng):
+    """A small 4-class .npz (bright squares in the corners)."""
+    return synthetic_npz(tmp_path / "synthetic.npz", rng)
+
+
 @pytest.fixture(scope="session")
 def finished_run(tmp_path_factory):
     """One tiny finished run (synthetic data, 2 epochs), shared by the tests

@@ -19,11 +19,6 @@ from arcface_keras.errors import RunFolderError
 from arcface_keras.training import TrainConfig, train
 
 
-@pytest.fixture
-def synthetic(tmp_path, rng):
-    return synthetic_npz(tmp_path / "synthetic.npz", rng)
-
-
 def _epochs(folder):
     with open(os.path.join(folder, "history.csv")) as file:
         return [int(row["epoch"]) for row in csv.DictReader(file)]

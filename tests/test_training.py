@@ -8,34 +8,11 @@ import textwrap
 import keras
 import numpy as np
 import pytest
+from conftest import TINY, synthetic_npz
 
 import arcface_keras  # noqa: F401  (registers the layers for load_model)
 from arcface_keras import training
 from arcface_keras.training import TrainConfig, train
-
-TINY = dict(backbone_options={"widths": (8, 16)}, embedding_dim=16, verbose=0)
-
-
-def _synthetic_npz(path, rng, classes=4, per_class=60, size=12):
-    """Classes are bright squares in different corners, plus noise."""
-    def make(n):
-        labels = np.repeat(np.arange(classes), n)
-        images = rng.integers(0, 60, size=(len(labels), size, size)).astype("int32")
-        half = size // 2
-        for i, label in enumerate(labels):
-            row, col = divmod(label, 2)
-            images[i, row * half : (row + 1) * half, col * half : (col + 1) * half] += 150
-        return np.clip(images, 0, 255).astype("uint8"), labels
-
-    x_train, y_train = make(per_class)
-    x_test, y_test = make(per_class // 3)
-    np.savez(path, x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test)
-    return str(path)
-
-
-@pytest.fixture
-def synthetic(tmp_path, rng):
-    return _synthetic_npz(tmp_path / "synthetic.npz", rng)
 
 
 @pytest.mark.parametrize("loss", ["arcface", "cosface", "sphereface", "softmax", "triplet"])
@@ -183,8 +160,6 @@ def test_divergence_stops_the_run_and_exports_nothing(synthetic, tmp_path):
 
 
 def test_two_classes_work_end_to_end(tmp_path, rng):
-    from conftest import synthetic_npz
-
     data = synthetic_npz(tmp_path / "two.npz", rng, classes=2)
     metrics = train(TrainConfig(data=data, epochs=3, batch_size=20, output=str(tmp_path / "run"), **TINY))
     assert metrics["test_accuracy"] >= 0.9 and len(metrics["per_class"]["f1"]) == 2

@@ -170,16 +170,22 @@ def _layout(path):
     return {"all": _class_files(path)}
 
 
+def image_paths(folder):
+    """``[(file, class)]`` of every image file under `folder`, searched
+    recursively in name order; class is the first subfolder's name, None for
+    files directly in `folder`. Hidden files and folders are left out."""
+    found = []
+    for directory, subfolders, names in os.walk(folder):
+        subfolders[:] = sorted(name for name in subfolders if not name.startswith("."))
+        relative = os.path.relpath(directory, folder)
+        label = None if relative == "." else relative.split(os.sep)[0]
+        found += [(os.path.join(directory, name), label) for name in sorted(names)
+                  if name.lower().endswith(IMAGE_EXTENSIONS) and not name.startswith(".")]
+    return found
+
+
 def _class_files(folder):
-    files = []
-    for name in sorted(os.listdir(folder)):
-        class_folder = os.path.join(folder, name)
-        if name.startswith(".") or not os.path.isdir(class_folder):
-            continue
-        for directory, subfolders, names in os.walk(class_folder):
-            subfolders.sort()
-            files += [(os.path.join(directory, file), name) for file in sorted(names)
-                      if file.lower().endswith(IMAGE_EXTENSIONS) and not file.startswith(".")]
+    files = [(path, label) for path, label in image_paths(folder) if label is not None]
     if not files:
         raise DataError(f"--data {folder!r} has no class subfolder holding image files ({', '.join(IMAGE_EXTENSIONS)}).")
     return files
