@@ -1,6 +1,7 @@
 """Deployable exports of a finished run, each checked against the SavedModel.
 
-`export_and_check` writes the export (`export.export_litert` for LiteRT),
+`export_and_check` writes the export (`export.export_litert` for LiteRT,
+`export.export_onnx` for ONNX),
 runs it and the SavedModel on the run's own first test images, and reports
 the largest embedding difference, the lowest cosine between the two
 embeddings of an image, class-id agreement, file size and CPU latency per
@@ -26,9 +27,6 @@ def export_and_check(run_folder, format="litert", quantize=False, embedding_only
     metrics_path = os.path.join(run_folder, "metrics.json")
     if not (os.path.isfile(os.path.join(saved_model, "saved_model.pb")) and os.path.isfile(metrics_path)):
         raise RunFolderError(f"{run_folder!r} is not a finished run folder with an export (saved_model/, metrics.json).")
-    if format == "onnx":
-        raise UserInputError("--format onnx needs the optional converter tf2onnx, which this installation lacks "
-                             "(pip install tf2onnx); LiteRT and SavedModel exports work without it.")
     if format != "litert" and (quantize or embedding_only):
         raise UserInputError("--quantize and --embedding-only apply to --format litert.")
     with open(metrics_path) as file:
@@ -40,8 +38,12 @@ def export_and_check(run_folder, format="litert", quantize=False, embedding_only
         path, run = saved_model, lambda batch: {k: v.numpy() for k, v in serve(images=tf.constant(batch)).items()}
         size = sum(os.path.getsize(os.path.join(d, f)) for d, _, files in os.walk(saved_model) for f in files)
     else:
-        path = export.export_litert(run_folder, quantize, embedding_only)
-        run = export.litert_runner(path)
+        if format == "onnx":
+            path = export.export_onnx(run_folder)
+            run = export.onnx_runner(path)
+        else:
+            path = export.export_litert(run_folder, quantize, embedding_only)
+            run = export.litert_runner(path)
         size = os.path.getsize(path)
     outputs = run(test)
     embedding, expected = outputs["embedding"], reference["embedding"]
@@ -49,6 +51,9 @@ def export_and_check(run_folder, format="litert", quantize=False, embedding_only
     report = {"path": path, "bytes": int(size), "images": int(len(test)),
               "embedding_max_abs_difference": float(np.abs(embedding - expected).max()),
               "embedding_min_cosine": float(cosines.min())}
+    if "class_name" in outputs and "class_name" in reference:
+        report["class_name_agreement"] = float(np.mean([_text(a) == _text(b) for a, b in
+                                                        zip(outputs["class_name"], reference["class_name"])]))
     if "class_id" in outputs:
         report["class_id_agreement"] = float(np.mean(outputs["class_id"] == reference["class_id"]))
     started = time.perf_counter()
@@ -56,6 +61,10 @@ def export_and_check(run_folder, format="litert", quantize=False, embedding_only
         run(image[None])
     report["ms_per_image"] = 1000 * (time.perf_counter() - started) / min(len(test), 100)
     return report
+
+
+def _text(value):
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def _test_images(config, count):

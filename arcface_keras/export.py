@@ -137,6 +137,82 @@ def export_litert(run_folder, quantize=False, embedding_only=False):
     return path
 
 
+# -------------------------------------------------------------------- ONNX --
+ONNX_OPSET = 17
+
+
+def export_onnx(run_folder):
+    """Convert a run's SavedModel (``serving_default``) to ONNX with tf2onnx.
+
+    The signature is frozen (variables become constants) and converted at
+    opset 17; the ONNX graph has the SavedModel's input and output names
+    (``images`` → ``embedding``, ``probabilities``, ``class_id``,
+    ``class_name``).
+
+    Returns:
+        The path written: ``<run>/onnx/model.onnx``.
+
+    Raises:
+        UserInputError: tf2onnx is not installed (the ``onnx`` extra).
+    """
+    try:
+        import tf2onnx.convert
+    except ImportError as error:
+        from arcface_keras.errors import UserInputError
+
+        raise UserInputError("--format onnx needs the optional converter tf2onnx, which this installation lacks "
+                             "(pip install 'arcface_keras[onnx]'); LiteRT and SavedModel exports work without "
+                             "it.") from error
+    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+
+    loaded = tf.saved_model.load(os.path.join(run_folder, "saved_model"))  # keeps the variables alive
+    serve = loaded.signatures["serving_default"]
+    frozen = convert_variables_to_constants_v2(serve)
+    inputs = [t.name for t in frozen.inputs if t.dtype != tf.resource]
+    # The frozen function's outputs are the signature's, flattened in key order.
+    names = dict(zip((t.name for t in frozen.outputs), sorted(serve.structured_outputs)))
+    names.update({inputs[0]: "images"})
+    verbosity = tf.get_logger().level
+    tf.get_logger().setLevel("ERROR")  # tf2onnx calls TF1 graph utilities that log deprecation warnings
+    try:
+        proto, _ = tf2onnx.convert.from_graph_def(frozen.graph.as_graph_def(), input_names=inputs,
+                                                  output_names=[t.name for t in frozen.outputs], opset=ONNX_OPSET)
+    finally:
+        tf.get_logger().setLevel(verbosity)
+    _rename(proto.graph, names)
+    from arcface_keras.io import write_bytes_atomic
+
+    path = os.path.join(run_folder, "onnx", "model.onnx")
+    write_bytes_atomic(path, proto.SerializeToString())
+    return path
+
+
+def _rename(graph, names):
+    """Rename the tensors of an ONNX `graph` (old name → new name) wherever they occur."""
+    for value in list(graph.input) + list(graph.output):
+        value.name = names.get(value.name, value.name)
+    for node in graph.node:
+        node.input[:] = [names.get(name, name) for name in node.input]
+        node.output[:] = [names.get(name, name) for name in node.output]
+
+
+def onnx_runner(path):
+    """A function images (B, H, W, C) float32 → dict of NumPy outputs, running the ONNX model on onnxruntime."""
+    try:
+        import onnxruntime
+    except ImportError as error:
+        from arcface_keras.errors import UserInputError
+
+        raise UserInputError("running an ONNX export needs onnxruntime (pip install 'arcface_keras[onnx]').") from error
+    session = onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
+    outputs = [output.name for output in session.get_outputs()]
+
+    def run(images):
+        return dict(zip(outputs, session.run(outputs, {"images": images.astype("float32")})))
+
+    return run
+
+
 def litert_runner(path):
     """A function images (B, H, W, C) float32 → dict of NumPy outputs, running the LiteRT model."""
     import warnings

@@ -193,7 +193,7 @@ CASES = [
     ("verify", ["{root}/finished", "{root}/missing.png", "{root}/mixed_sizes/cat/a.png"], "does not exist"),
     ("verify", ["{root}/finished", "--pairs", "{root}/notes.txt", "--root", "{root}"], "line 1: expected"),
     ("export", ["{root}/missing_run"], "is not a finished run folder with an export"),
-    ("export", ["{root}/finished", "--format", "onnx"], "needs the optional converter tf2onnx"),
+    ("export", ["{root}/finished", "--format", "onnx", "--quantize"], "apply to --format litert"),
     ("export", ["{root}/finished", "--images", "0"], "--images: must be ≥ 1"),
     ("export", ["{root}/finished", "--format", "tflite"], "argument --format: invalid choice"),
     ("evaluate", ["{root}/missing_run"], "does not exist"),
