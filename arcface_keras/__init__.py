@@ -22,8 +22,10 @@ _PUBLIC = {
     "linear_ramp": "layers",
     "margins_from_class_counts": "layers",
     "TripletLoss": "losses",
+    "PartialFCCrossentropy": "losses",
+    "PartialSGD": "optimizers",
 }
-_REGISTERING = ("layers", "losses", "models", "pretrained")  # the modules that register custom objects
+_REGISTERING = ("layers", "losses", "models", "optimizers", "pretrained")  # the modules that register custom objects
 
 
 @contextlib.contextmanager
@@ -78,4 +80,5 @@ if os.path.basename(sys.argv[0] if sys.argv and sys.argv[0] else "") != "arcface
         linear_ramp,
         margins_from_class_counts,
     )
-    from arcface_keras.losses import TripletLoss  # noqa: E402,F401
+    from arcface_keras.losses import PartialFCCrossentropy, TripletLoss  # noqa: E402,F401
+    from arcface_keras.optimizers import PartialSGD  # noqa: E402,F401

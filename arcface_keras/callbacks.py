@@ -124,17 +124,19 @@ class EpochBackup(keras.callbacks.Callback):
 
     PATTERN = re.compile(r"^epoch-(\d+)\.weights\.h5$")
 
-    def __init__(self, folder, guard=None):
+    def __init__(self, folder, guard=None, restore_from=None):
         super().__init__()
         self.folder, self.guard = folder, guard
+        self.restore_from = restore_from or folder  # a non-chief worker resumes from the chief's backups
 
-    def latest(self):
-        """``(epoch, path)`` of the newest complete backup, or None."""
-        found = self._all() if os.path.isdir(self.folder) else []
+    def latest(self, folder=None):
+        """``(epoch, path)`` of the newest complete backup (in `folder`, default ours), or None."""
+        folder = folder or self.folder
+        found = self._all(folder) if os.path.isdir(folder) else []
         return max(found) if found else None
 
     def on_train_begin(self, logs=None):
-        latest = self.latest()
+        latest = self.latest(self.restore_from)
         if latest is None:
             return
         if self.model.optimizer is not None and not self.model.optimizer.built:
@@ -153,8 +155,9 @@ class EpochBackup(keras.callbacks.Callback):
         for _, path in [entry for entry in self._all() if entry[1] != final]:
             os.remove(path)
 
-    def _all(self):
-        return [(int(m.group(1)), os.path.join(self.folder, name)) for name in os.listdir(self.folder)
+    def _all(self, folder=None):
+        folder = folder or self.folder
+        return [(int(m.group(1)), os.path.join(folder, name)) for name in os.listdir(folder)
                 if (m := self.PATTERN.match(name))]
 
 

@@ -55,6 +55,8 @@ def add_training_arguments(parser, exclude=(), **default_overrides):
         "fixed_centers": "boolean:margin heads: fixed orthogonal class centers, which rule out center collapse "
                          "(default: fixed where embedding-dim ≥ classes × sub-centers, else learned)",
         "easy_margin": "boolean:apply the margin only where cos θ_y > 0",
+        "sample_rate": dict(type=float, help="Partial FC: each step scores the batch's classes plus random others, "
+                                             "this share of all classes (1.0: the exact head; SGD only)"),
         "flip_test": "boolean:validate, test and export with the flip test (embeddings of image and mirror image averaged)",
         "margin_warmup_epochs": dict(type=float),
         "optimizer": dict(choices=training.OPTIMIZERS),

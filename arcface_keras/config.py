@@ -55,6 +55,9 @@ class TrainConfig:
     # "auto": fixed where embedding_dim ≥ classes × sub_centers (orthogonal centers exist), else learned.
     fixed_centers: bool | str = "auto"
     easy_margin: bool = False
+    # Margin heads: Partial FC, each step scores the batch's classes plus a random sample of the others,
+    # ceil(sample_rate·classes) in all; 1.0 is the exact head.
+    sample_rate: float = 1.0
     # Evaluate and export with the flip test (embedding of image and mirror averaged).
     flip_test: bool = False
     margin_warmup_epochs: float = 1.0
@@ -110,6 +113,7 @@ class TrainConfig:
             ("sub_centers", _integer(self.sub_centers, 1), "an integer ≥ 1"),
             ("fixed_centers", self.fixed_centers in (True, False, "auto"), "True, False or 'auto'"),
             ("easy_margin", isinstance(self.easy_margin, bool), "True or False"),
+            ("sample_rate", _number(self.sample_rate, 0, 1, low_open=True), "in (0, 1]"),
             ("flip_test", isinstance(self.flip_test, bool), "True or False"),
             ("margin_warmup_epochs", _number(self.margin_warmup_epochs, 0, math.inf), "a number ≥ 0"),
             ("optimizer", self.optimizer in OPTIMIZERS, f"one of {OPTIMIZERS}"),
@@ -162,6 +166,12 @@ class TrainConfig:
                                  f"Received: {name}={getattr(self, name)!r}")
         if self.per_class_margins and self.loss not in ("arcface", "cosface"):
             raise UserInputError(f"--per-class-margins needs loss arcface or cosface. Received: loss={self.loss!r}")
+        if self.sample_rate < 1 and self.loss not in ("arcface", "cosface", "sphereface"):
+            raise UserInputError(f"--sample-rate (Partial FC) needs a margin head: loss arcface, cosface or sphereface. "
+                                 f"Received: loss={self.loss!r}, sample_rate={self.sample_rate!r}")
+        if self.sample_rate < 1 and self.optimizer != "sgd":
+            raise UserInputError(f"--sample-rate (Partial FC) updates only the sampled centers with SGD; Adam would "
+                                 f"move every center each step. Received: optimizer={self.optimizer!r}")
 
     @property
     def learning_rate(self):
@@ -189,8 +199,14 @@ def _number(value, low, high, low_open=False, high_open=False):
 # Fields that never change a run's results.
 RESULT_FREE_FIELDS = ("verbose", "output", "overwrite", "deterministic")
 # Fields a loss never reads: a change in them must not retrain a finished run.
-_MARGIN_HEAD_FIELDS = ("scale", "sub_centers", "fixed_centers", "easy_margin", "margin_warmup_epochs", "per_class_margins")
+_MARGIN_HEAD_FIELDS = ("scale", "sub_centers", "fixed_centers", "easy_margin", "margin_warmup_epochs", "per_class_margins",
+                       "sample_rate")
 UNUSED_FIELDS = {"softmax": _MARGIN_HEAD_FIELDS + ("margin",), "triplet": _MARGIN_HEAD_FIELDS}
+
+
+# Fields whose value here means what runs made before the field existed did: a
+# stored config without them is the same run, so the key leaves them out at it.
+DEFAULT_OMITTED = {"sample_rate": 1.0}
 
 
 # Config fields stored under an older name in run folders: old → new.
@@ -215,4 +231,5 @@ def results_key(config):
     """
     values = config_record(config)
     unused = set(RESULT_FREE_FIELDS) | set(UNUSED_FIELDS.get(config.loss, ()))
+    unused |= {key for key, default in DEFAULT_OMITTED.items() if values.get(key) == default}
     return {key: value for key, value in values.items() if key not in unused}

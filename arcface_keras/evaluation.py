@@ -47,8 +47,13 @@ def classification_metrics(y_true, probabilities, num_classes=None):
             "f1": f1.tolist(),
             "support": support.tolist(),
         },
-        "confusion_matrix": sk.confusion_matrix(y_true, y_pred, labels=labels).tolist(),
+        # C × C counts: kept up to CONFUSION_MAX_CLASSES (10,000 classes would be 10^8 numbers).
+        "confusion_matrix": (sk.confusion_matrix(y_true, y_pred, labels=labels).tolist()
+                             if num_classes <= CONFUSION_MAX_CLASSES else None),
     }
+
+
+CONFUSION_MAX_CLASSES = 200
 
 
 def _unit(x, axis=-1):

@@ -389,3 +389,37 @@ def open_set_markdown(summary):
     rows = [[name, *(f"{r[k]['mean']:.4f} ± {r[k]['std']:.4f}" for k in OPEN_SET_KEYS)]
             for name, r in summary["results"].items()]
     return markdown_table(caption, header, rows)
+
+
+# --------------------------------------------------------------- partial fc --
+def partial_fc(base, folder, rates=(1.0, 0.1), seeds=(0, 1, 2)):
+    """Train the margin head of `base` with each Partial FC sample rate and seed.
+
+    Writes ``partial-fc-<dataset>.json`` / ``.md`` into `folder`: accuracy,
+    macro F1, MAP@R and seconds per epoch, mean ± std over seeds, per rate.
+    """
+    cells = {rate: [dataclasses.replace(base, sample_rate=rate, seed=seed,
+                                        output=os.path.join(folder, f"rate{rate:g}-seed{seed}")) for seed in seeds]
+             for rate in rates}
+    check_runs([config for configs in cells.values() for config in configs])
+    results = {}
+    for rate, configs in cells.items():
+        runs = [run_once(config) for config in configs]
+        results[f"{rate:g}"] = {key: _mean_std([r[key] for r in runs]) for key in SUMMARY_KEYS}
+    summary = {"dataset": runs[0]["dataset"], "loss": base.loss, "seeds": list(seeds), "epochs": base.epochs,
+               "backbone": base.backbone, "classes": len(runs[0]["train_class_counts"]), "train_images": runs[0]["train_images"],
+               "batch_size": base.batch_size, "results": results}
+    stem = os.path.join(folder, f"partial-fc-{summary['dataset']}")
+    write_json_atomic(stem + ".json", summary)
+    write_text_atomic(stem + ".md", partial_fc_markdown(summary))
+    return summary
+
+
+def partial_fc_markdown(summary):
+    caption = (f"Partial FC on {summary['dataset']} ({summary['classes']:,} classes, {summary['train_images']:,} "
+               f"training images), {summary['loss']}, backbone {summary['backbone']}, {summary['epochs']} epochs, "
+               f"batch {summary['batch_size']}, seeds {summary['seeds']}: mean ± std.")
+    header = ["sample rate", "test accuracy", "macro F1", "MAP@R", "s / epoch"]
+    rows = [[rate, *(f"{r[k]['mean']:.4f} ± {r[k]['std']:.4f}" for k in ("test_accuracy", "macro_f1", "map_at_r")),
+             f"{r['seconds_per_epoch']['mean']:.1f}"] for rate, r in summary["results"].items()]
+    return markdown_table(caption, header, rows)

@@ -124,6 +124,21 @@ class AngularMarginLayer(keras.layers.Layer):
             ``embedding_dim ≥ C·K``), else `"glorot_uniform"`.
         kernel_regularizer: optional regularizer of the class centers.
             Defaults to `None`.
+        sample_rate: Partial FC (An et al., ICCVW 2021): with labels, score
+            each batch against its own classes plus a random sample of the
+            others, ``ceil(sample_rate·C)`` classes in all (at least the
+            batch's classes). 1.0 is the exact head. Below 1.0 the call with
+            labels returns *partial logits* ``(B, 1 + S)``: column 0 holds
+            each row's target logit (margin applied), the other S columns
+            the sampled classes' logits, the row's own class masked to
+            ``−1e9``; train them with `losses.PartialFCCrossentropy` (the
+            same softmax cross-entropy with the target at column 0). The
+            centers are then stored one per row, ``(C·K, D)``, so that only
+            the sampled rows receive gradients (``tf.IndexedSlices``), and
+            `optimizers.PartialSGD` updates only those rows. Without labels
+            the layer always scores all C classes. Defaults to `1.0`.
+        seed: seed of the class sampling (``sample_rate < 1``).
+            Defaults to `None`.
         **kwargs: base layer arguments (``name``, ``dtype``, ...).
 
     Call arguments:
@@ -142,7 +157,9 @@ class AngularMarginLayer(keras.layers.Layer):
     Attributes:
         kernel: the class centers, ``(embedding_dim, num_classes · K)``, one
             column per center as in `Dense`; with K > 1 the K centers of class
-            c are the columns ``c·K … c·K + K − 1``.
+            c are the columns ``c·K … c·K + K − 1``. With ``sample_rate < 1``
+            the transpose, one row per center; `centers()` gives the
+            ``(D, C·K)`` view in both cases.
 
     Example:
 
@@ -171,6 +188,8 @@ class AngularMarginLayer(keras.layers.Layer):
         fixed_centers=False,
         kernel_initializer=None,
         kernel_regularizer=None,
+        sample_rate=1.0,
+        seed=None,
         **kwargs,
     ):
         if "fixed_centres" in kwargs:  # the spelling of models saved before 0.2
@@ -195,7 +214,15 @@ class AngularMarginLayer(keras.layers.Layer):
             raise ValueError(
                 f"`scale` must be a positive number or 'auto'. Received: scale={scale!r}"
             )
+        if isinstance(sample_rate, (bool, str)) or not (np.isfinite(sample_rate) and 0 < sample_rate <= 1):
+            raise ValueError(f"`sample_rate` must lie in (0, 1]. Received: sample_rate={sample_rate!r}")
         self.num_classes = int(num_classes)
+        self.sample_rate = float(sample_rate)
+        self.seed = seed
+        self.partial = self.sample_rate < 1.0
+        if self.partial:
+            self.sampled_classes = max(1, math.ceil(self.sample_rate * self.num_classes))
+            self.seed_generator = keras.random.SeedGenerator(seed, name="sample_seed")
         self.scale = scale
         self.m1 = _as_margin("m1", m1, num_classes, 1.0, 1e3)
         self.m2 = _as_margin("m2", m2, num_classes, 0.0, math.pi)
@@ -243,9 +270,10 @@ class AngularMarginLayer(keras.layers.Layer):
                 f"{self.num_classes * self.sub_centers}: the fixed centers cannot be mutually orthogonal.",
                 stacklevel=2,
             )
+        centers = self.num_classes * self.sub_centers
         self.kernel = self.add_weight(
             name="kernel",
-            shape=(embedding_shape[-1], self.num_classes * self.sub_centers),
+            shape=(centers, embedding_shape[-1]) if self.partial else (embedding_shape[-1], centers),
             initializer=self.kernel_initializer,
             regularizer=self.kernel_regularizer,
             trainable=not self.fixed_centers,
@@ -272,8 +300,10 @@ class AngularMarginLayer(keras.layers.Layer):
         else:
             embeddings, labels = inputs, None
         embeddings = _l2_normalize(ops.cast(embeddings, "float32"), axis=-1)
-        kernel = ops.cast(self.kernel, "float32")
         scale = self.current_scale
+        if labels is not None and self.partial:
+            return self._partial_logits(embeddings, self._validated_labels(labels, embeddings), scale)
+        kernel = self.centers()
         inverse_norms = ops.rsqrt(ops.maximum(ops.sum(ops.square(kernel), axis=0), _EPSILON))
         # s·cos θ for every center; s is folded into the (B, D) side and the
         # center norms into one product, so the (B, C·K) logits are touched
@@ -293,6 +323,46 @@ class AngularMarginLayer(keras.layers.Layer):
         # The margin touches one logit per row: overwrite it in place instead
         # of mixing a (B, C) one-hot mask into every logit.
         return ops.scatter_update(logits, indices, scale * target)
+
+    def centers(self):
+        """The class centers as ``(D, C·K)`` columns, whatever the storage."""
+        kernel = ops.cast(self.kernel, "float32")
+        return ops.transpose(kernel) if self.partial else kernel
+
+    def _partial_logits(self, embeddings, labels, scale):
+        """Partial FC: ``(B, 1 + S)`` logits, the target first (see `sample_rate`)."""
+        sample = self._sample_classes(labels)
+        count, per_class = ops.shape(sample)[0], self.sub_centers
+        rows = ops.reshape(ops.expand_dims(sample * per_class, 1) + ops.arange(per_class, dtype="int32"), (-1,))
+        # Gathered by rows: the gradient reaches only the sampled centers.
+        centers = _l2_normalize(ops.take(ops.cast(self.kernel, "float32"), rows, axis=0), axis=-1)
+        center_logits = ops.matmul(embeddings * scale, ops.transpose(centers))  # (B, S·K)
+        per_center = ops.reshape(center_logits, (-1, count, per_class))
+        logits = ops.max(per_center, axis=-1)
+        # Where each label sits in the sample, and its closest sub-center there.
+        position_of = ops.scatter(ops.expand_dims(sample, 1), ops.arange(count, dtype="int32"), (self.num_classes,))
+        positions = ops.take(position_of, labels)
+        own = ops.take_along_axis(ops.stop_gradient(per_center), ops.reshape(positions, (-1, 1, 1)), axis=1)
+        best = ops.cast(ops.argmax(own[:, 0, :], axis=-1), "int32")
+        # The true centers gathered from the kernel itself: their gradient stays row-sparse too.
+        true_rows = ops.take(rows, positions * per_class + best)
+        true_centers = _l2_normalize(ops.take(ops.cast(self.kernel, "float32"), true_rows, axis=0), axis=-1)
+        target = self._target_cosine(embeddings, true_centers, labels)
+        batch = ops.arange(ops.shape(labels)[0], dtype="int32")
+        others = ops.scatter_update(logits, ops.stack([batch, positions], axis=1),
+                                    ops.full_like(target, -1e9))
+        return ops.concatenate([ops.expand_dims(scale * target, 1), others], axis=1)
+
+    def _sample_classes(self, labels):
+        """Class ids (S,): every class of `labels`, then random others, ``S = max(ceil(r·C), B)`` at most C."""
+        scores = keras.random.uniform((self.num_classes,), seed=self.seed_generator)
+        scores = ops.scatter_update(scores, ops.expand_dims(labels, 1), ops.full_like(labels, 2.0, dtype="float32"))
+        batch = ops.shape(labels)[0]
+        if isinstance(batch, int):
+            count = min(self.num_classes, max(self.sampled_classes, batch))
+        else:
+            count = ops.minimum(self.num_classes, ops.maximum(self.sampled_classes, batch))
+        return ops.cast(ops.top_k(scores, count, sorted=False)[1], "int32")
 
     def _validated_labels(self, labels, embeddings):
         dtype = keras.backend.standardize_dtype(labels.dtype)
@@ -326,7 +396,7 @@ class AngularMarginLayer(keras.layers.Layer):
             per_class = ops.reshape(ops.stop_gradient(center_logits), (-1, self.num_classes, self.sub_centers))
             own = ops.take_along_axis(per_class, ops.reshape(labels, (-1, 1, 1)), axis=1)
             column = labels * self.sub_centers + ops.cast(ops.argmax(own[:, 0, :], axis=-1), "int32")
-        return _l2_normalize(ops.transpose(ops.take(kernel, column, axis=1)), axis=-1)
+        return _l2_normalize(ops.transpose(ops.take(kernel, column, axis=1)), axis=-1)  # kernel: (D, C·K)
 
     def _per_row(self, margin, labels):
         if isinstance(margin, list):
@@ -365,6 +435,7 @@ class AngularMarginLayer(keras.layers.Layer):
             "fixed_centers": self.fixed_centers,
             "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
             "kernel_regularizer": keras.regularizers.serialize(self.kernel_regularizer),
+            **({"sample_rate": self.sample_rate, "seed": self.seed} if self.partial else {}),
         }
 
     def _margin_config(self):

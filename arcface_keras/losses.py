@@ -105,3 +105,33 @@ class TripletLoss(keras.losses.Loss):
 
     def get_config(self):
         return {**super().get_config(), "margin": self.margin, "mining": self.mining, "distance": self.distance}
+
+
+@keras.saving.register_keras_serializable(package="arcface_keras")
+class PartialFCCrossentropy(keras.losses.Loss):
+    """Softmax cross-entropy of Partial FC logits, whose target is column 0.
+
+    An `AngularMarginLayer` with ``sample_rate < 1`` returns, with labels,
+    ``(B, 1 + S)`` logits: each row's margin target logit first, then the
+    sampled classes (its own masked). The loss is ``logsumexp(row) − row[0]``,
+    the cross-entropy of the exact head restricted to the sampled classes;
+    `y_true` (the class ids) has already been used by the layer and is
+    ignored here.
+
+    Reference:
+        An et al., "Partial FC: Training 10 Million Identities on a Single
+        Machine", ICCVW 2021.
+    """
+
+    def __init__(self, name="partial_fc_crossentropy", **kwargs):
+        super().__init__(name=name, **kwargs)
+
+    def call(self, y_true, y_pred):
+        logits = ops.cast(y_pred, "float32")
+        return ops.logsumexp(logits, axis=-1) - logits[:, 0]
+
+
+@keras.saving.register_keras_serializable(package="arcface_keras")
+def partial_fc_accuracy(y_true, y_pred):
+    """Share of rows whose target logit (column 0) beats every sampled class."""
+    return ops.cast(ops.argmax(y_pred, axis=-1) == 0, "float32")

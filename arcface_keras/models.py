@@ -39,6 +39,8 @@ def build_models(
     flip_test=False,
     weights=None,
     latent_dim=None,
+    sample_rate=1.0,
+    seed=None,
 ):
     """Build ``(train_model, inference_model)`` sharing one set of weights.
 
@@ -66,6 +68,10 @@ def build_models(
         weights: of a pretrained backbone: ``imagenet`` (its default), ``none``
             or a ``.weights.h5`` path. Pretrained backbones take raw pixels:
             `mean` and `std` are then not applied.
+        sample_rate: the margin head's Partial FC rate (see
+            `AngularMarginLayer`); below 1 the training model returns partial
+            logits for `losses.PartialFCCrossentropy`. Defaults to `1.0`.
+        seed: seed of the margin head's class sampling. Defaults to `None`.
     """
     if latent_dim is not None:  # the name before 0.2
         embedding_dim = latent_dim
@@ -89,6 +95,8 @@ def build_models(
     else:
         margin = RECIPE_MARGINS[loss] if margin is None else margin
         options = {"margin": margin} if scale is None else {"margin": margin, "scale": scale}
+        if sample_rate < 1:
+            options.update(sample_rate=sample_rate, seed=seed)
         head = MARGIN_HEADS[loss](num_classes, sub_centers=sub_centers, fixed_centers=fixed_centers,
                                   easy_margin=easy_margin, name="head", **options)
         labels = keras.Input((), dtype="int32", name="label")
@@ -150,9 +158,13 @@ def set_class_centers(train_model, embeddings, labels):
 def predict(model, images, batch_size=100):
     """`model`'s outputs over `images` (a uint8 array or `ImageFiles`), in
     batches; a dict of NumPy arrays for a dict-output model, else one array."""
+    from arcface_keras import distributed
     from arcface_keras.data import image_batches
 
-    outputs = model.predict(image_batches(images, batch_size), verbose=0)
+    if distributed.is_multi_worker(model):
+        outputs = distributed.local_predict(model, image_batches(images, batch_size))
+    else:
+        outputs = model.predict(image_batches(images, batch_size), verbose=0)
     return {k: np.asarray(v) for k, v in outputs.items()} if isinstance(outputs, dict) else np.asarray(outputs)
 
 
@@ -163,4 +175,5 @@ def uses_labels(train_model):
 
 def class_centers(train_model):
     """The class centers (D, C·K) of a margin head, or the Dense kernel."""
-    return keras.ops.convert_to_numpy(train_model.get_layer("head").kernel)
+    head = train_model.get_layer("head")
+    return keras.ops.convert_to_numpy(head.centers() if isinstance(head, AngularMarginLayer) else head.kernel)

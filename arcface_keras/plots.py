@@ -142,9 +142,13 @@ def target_angle_histogram(path, angles, labels, title="Angle to own class cente
     figure = _figure((7, 4))
     axis = figure.subplots()
     bins = np.linspace(0, max(float(angles.max()), 1.0), 50)
-    colours = _class_colours(int(labels.max()) + 1)
-    for c in np.unique(labels):
-        axis.hist(angles[labels == c], bins=bins, histtype="step", color=colours[c], label=str(c))
+    classes = np.unique(labels)
+    if len(classes) > 20:  # one outline per class would be unreadable (and slow): all samples together
+        axis.hist(angles, bins=bins, histtype="step", color="C0", label=f"all {len(classes)} classes")
+    else:
+        colours = _class_colours(int(labels.max()) + 1)
+        for c in classes:
+            axis.hist(angles[labels == c], bins=bins, histtype="step", color=colours[c], label=str(c))
     axis.set_xlabel("θ_y (degrees)")
     axis.set_ylabel("samples")
     axis.legend(ncol=2, fontsize=7, title="class")

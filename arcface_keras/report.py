@@ -54,8 +54,9 @@ def evaluate_run(folder, train_model, splits, batch_size=100, extra=None, infere
     name = f"{splits.name} / {metrics.get('loss', train_model.name)}"
     plots.embeddings(os.path.join(folder, FIGURES["embeddings"]), outputs["embedding"], splits.y_test,
                      centers, sub_centers, title=f"Test embeddings, {name}", class_names=splits.class_names)
-    plots.confusion_matrix(os.path.join(folder, FIGURES["confusion"]), metrics["confusion_matrix"], title=f"Confusion, {name}",
-                           class_names=splits.class_names)
+    if metrics["confusion_matrix"] is not None:  # None above evaluation.CONFUSION_MAX_CLASSES classes
+        plots.confusion_matrix(os.path.join(folder, FIGURES["confusion"]), metrics["confusion_matrix"],
+                               title=f"Confusion, {name}", class_names=splits.class_names)
     plots.target_angle_histogram(os.path.join(folder, FIGURES["angles"]), arrays["target_angles"], splits.y_test,
                                  title=f"Angle to own class center, {name}")
     plots.roc_curve(os.path.join(folder, FIGURES["roc"]), arrays["roc"]["far"], arrays["roc"]["tar"], title=f"Verification ROC, {name}")
@@ -103,14 +104,19 @@ def render(metrics, name):
     lines += ["", "| angle (degrees) | value |", "| --- | --- |"]
     lines += [f"| {key.replace('_', ' ')} | {value:.2f} |" for key, value in angles.items()]
     per_class = metrics["per_class"]
-    lines += ["", "| class | precision | recall | F1 | support |", "| --- | --- | --- | --- | --- |"]
-    names = metrics.get("class_names") or [str(c) for c in range(len(per_class["f1"]))]
-    for c, (p, r, f, s) in enumerate(zip(per_class["precision"], per_class["recall"], per_class["f1"], per_class["support"])):
-        label = str(c) if names[c] == str(c) else f"{c}: {names[c].replace('|', '/')}"
-        lines.append(f"| {label} | {p:.4f} | {r:.4f} | {f:.4f} | {s} |")
+    many = metrics.get("confusion_matrix", ()) is None  # too many classes for a table (and a confusion matrix)
+    if many:
+        lines += ["", f"Per-class precision, recall and F1 of the {len(per_class['f1']):,} classes: metrics.json."]
+    else:
+        lines += ["", "| class | precision | recall | F1 | support |", "| --- | --- | --- | --- | --- |"]
+        names = metrics.get("class_names") or [str(c) for c in range(len(per_class["f1"]))]
+        for c, (p, r, f, s) in enumerate(zip(per_class["precision"], per_class["recall"], per_class["f1"],
+                                             per_class["support"])):
+            label = str(c) if names[c] == str(c) else f"{c}: {names[c].replace('|', '/')}"
+            lines.append(f"| {label} | {p:.4f} | {r:.4f} | {f:.4f} | {s} |")
     if "train_seconds" in metrics:
         lines += ["", f"Training: {metrics.get('epochs')} epochs, {metrics['train_seconds']:.0f} s."]
-    lines += ["", *[f"![{key}]({path})" for key, path in FIGURES.items()], ""]
+    lines += ["", *[f"![{key}]({path})" for key, path in FIGURES.items() if not (many and key == "confusion")], ""]
     return "\n".join(lines)
 
 

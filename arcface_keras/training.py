@@ -18,7 +18,7 @@ import shutil
 import keras
 import numpy as np
 
-from arcface_keras import backbones, evaluation, export, models, pretrained, report, run_folder
+from arcface_keras import backbones, distributed, evaluation, export, models, pretrained, report, run_folder
 from arcface_keras import data as data_lib
 from arcface_keras.config import (  # noqa: F401  (the config's names, as before)
     AUGMENT_CHOICES,
@@ -46,7 +46,8 @@ from arcface_keras.callbacks import (
 from arcface_keras.errors import TrainingDiverged, UserInputError
 from arcface_keras.io import write_json_atomic
 from arcface_keras.layers import MarginScheduler, linear_ramp, margins_from_class_counts
-from arcface_keras.losses import TripletLoss
+from arcface_keras.losses import PartialFCCrossentropy, TripletLoss, partial_fc_accuracy
+from arcface_keras.optimizers import PartialSGD
 
 def train(config):
     """Train, evaluate and export one model; return the metrics dict.
@@ -58,8 +59,19 @@ def train(config):
             exported; the folder keeps the last good epoch).
     """
     config.validate()
+    worker = distributed.start(config)  # a multi-worker strategy must exist before any TensorFlow op
+    try:
+        return _train(config, worker)
+    finally:
+        if worker is not None:
+            worker.finish()
+
+
+def _train(config, worker):
     folder = config.run_folder
     state = run_folder.inspect(folder, results_key(config), config.overwrite)
+    if worker is not None and not worker.chief and state == "trained":
+        return None  # the chief evaluates and exports alone
     if config.deterministic:
         import tensorflow as tf
 
@@ -76,30 +88,51 @@ def train(config):
             with open(os.path.join(folder, run_folder.TRAINED)) as file:
                 extra = json.load(file)
         else:
-            train_model, inference, plan = _compiled(config, splits)
-            run_folder.prepare(folder, state, config_record(config))  # only now: every input is checked
-            extra = _fit(config, folder, splits, plan, train_model, inference)
-        if not config.evaluate_test:
-            write_json_atomic(os.path.join(folder, run_folder.METRICS), extra)
-            return extra
-        validation = models.predict(inference, splits.x_val, config.batch_size)["embedding"]
-        extra["calibration"] = evaluation.calibrate(validation, splits.y_val)
-        export.export_saved_model(inference, os.path.join(folder, "saved_model"), splits.class_names,
-                                  extra["calibration"])
-        return report.evaluate_run(folder, train_model, splits, config.batch_size, extra=extra, inference=inference)
+            train_model, inference, plan = _compiled(config, splits, worker)
+            if worker is None or worker.chief:
+                run_folder.prepare(folder, state, config_record(config))  # only now: every input is checked
+            extra = _fit(config, folder, splits, plan, train_model, inference, worker)
+            if worker is not None:
+                if not worker.chief:
+                    distributed.barrier(worker)  # waits while the chief evaluates and exports
+                    return None
+                try:  # the chief goes on with a copy outside the strategy: no collective op from here on
+                    train_model = keras.models.load_model(os.path.join(folder, run_folder.MODEL))
+                    inference = models.inference_model(train_model, flip_test=config.flip_test)
+                    return _evaluate(config, folder, splits, train_model, inference, extra)
+                finally:
+                    distributed.barrier(worker)
+        return _evaluate(config, folder, splits, train_model, inference, extra)
     finally:
         keras.mixed_precision.set_dtype_policy(previous_policy)
 
 
-def _compiled(config, splits):
+def _evaluate(config, folder, splits, train_model, inference, extra):
+    """Calibrate, export and evaluate a trained run; return its metrics."""
+    if not config.evaluate_test:
+        write_json_atomic(os.path.join(folder, run_folder.METRICS), extra)
+        return extra
+    validation = models.predict(inference, splits.x_val, config.batch_size)["embedding"]
+    extra["calibration"] = evaluation.calibrate(validation, splits.y_val)
+    export.export_saved_model(inference, os.path.join(folder, "saved_model"), splits.class_names,
+                              extra["calibration"])
+    return report.evaluate_run(folder, train_model, splits, config.batch_size, extra=extra, inference=inference)
+
+
+def _compiled(config, splits, worker=None):
     """The models of `config` and its `FitPlan`, the model to fit compiled."""
-    with make_strategy(config.strategy).scope():
+    strategy = worker.strategy if worker is not None else make_strategy(config.strategy)
+    with strategy.scope():
         train_model, inference = _build_models(config, splits)
-        plan = _fit_plan(config, splits, train_model)
+        plan = _fit_plan(config, splits, train_model, worker)
         optimizer = make_optimizer(config, plan.steps_per_epoch)
+        if config.sample_rate < 1:
+            optimizer.exclude_sparse(train_model)
         if pretrained.is_pretrained(config.backbone):
             optimizer.exclude_from_weight_decay(var_list=pretrained.pretrained_variables(train_model))
         plan.model.compile(optimizer=optimizer, loss=plan.loss, metrics=plan.metrics, jit_compile=config.jit_compile)
+        if worker is not None:
+            distributed.patch_symbolic_build(plan.model)
     return train_model, inference, plan
 
 
@@ -135,7 +168,7 @@ def _build_models(config, splits):
             loss=config.loss, backbone=config.backbone, embedding_dim=config.embedding_dim, scale=config.scale,
             margin=margin, sub_centers=config.sub_centers, fixed_centers=fixed_centers,
             easy_margin=config.easy_margin, backbone_options=config.backbone_options, flip_test=config.flip_test,
-            weights=config.weights,
+            weights=config.weights, sample_rate=config.sample_rate, seed=config.seed,
         )
     except (TypeError, ValueError) as error:
         raise UserInputError(
@@ -144,9 +177,16 @@ def _build_models(config, splits):
         ) from None
 
 
-def _fit(config, folder, splits, plan, train_model, inference):
+def _fit(config, folder, splits, plan, train_model, inference, worker=None):
     """Fit (resuming from ``backup/``), then save ``model.keras`` and
-    ``trained.json`` before the backup goes; return the run's timings."""
+    ``trained.json`` before the backup goes; return the run's timings.
+
+    A non-chief worker resumes from the chief's backup and writes to its
+    scratch folder instead (see `distributed`).
+    """
+    backup = os.path.join(folder, run_folder.BACKUP)
+    if worker is not None:
+        folder = worker.folder(folder)
     timer = EpochTimer(os.path.join(folder, "epoch_seconds.json"))
     validation = InferenceValidation(inference, splits.x_val, splits.y_val, config.batch_size)
     guard = DivergenceGuard(train_model)
@@ -162,7 +202,8 @@ def _fit(config, folder, splits, plan, train_model, inference):
         keras.callbacks.TensorBoard(os.path.join(folder, "logs")),
         timer,
         *plan.callbacks_last,
-        EpochBackup(os.path.join(folder, run_folder.BACKUP), guard),  # last: saves what the others logged
+        # last: saves what the others logged
+        EpochBackup(os.path.join(folder, run_folder.BACKUP), guard, restore_from=backup),
     ]
     plan.model.fit(
         plan.data, epochs=config.epochs, callbacks=callbacks, verbose=config.verbose, shuffle=False,
@@ -231,7 +272,7 @@ class FitPlan:
     callbacks_last: list
 
 
-def _fit_plan(config, splits, train_model):
+def _fit_plan(config, splits, train_model, worker=None):
     """Margin heads and softmax fit the training model on shuffled batches;
     the triplet loss fits the embedding model on P × K batches."""
     augment = {"auto": "crop-flip" if splits.image_shape[-1] == 3 else None, "off": None}.get(config.augment, config.augment)
@@ -253,14 +294,29 @@ def _fit_plan(config, splits, train_model):
         )
     labels_as_input = models.uses_labels(train_model)
     ramp = labels_as_input and config.margin_warmup_epochs > 0
+    if config.sample_rate < 1:  # partial logits, the target first
+        loss, metrics = PartialFCCrossentropy(), [keras.metrics.MeanMetricWrapper(partial_fc_accuracy, name="accuracy")]
+    else:
+        loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+        metrics = [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
+    def make(images, labels, batch_size, cache=config.cache, drop_remainder=False):
+        return data_lib.make_dataset(images, labels, batch_size, training=True, augment=augment, seed=config.seed,
+                                     labels_as_input=labels_as_input, cache=cache, drop_remainder=drop_remainder)
+
+    if worker is None:
+        data, steps = make(splits.x_train, splits.y_train, config.batch_size), int(np.ceil(len(splits.y_train) / config.batch_size))
+    else:  # each worker its shard, full batches; a file cache per worker
+        cache = config.cache if config.cache in (None, "memory") else f"{config.cache}.worker{worker.index}"
+        data, steps = distributed.distributed_dataset(
+            worker, splits.x_train, splits.y_train, config.batch_size,
+            lambda images, labels, batch: make(images, labels, batch, cache=cache, drop_remainder=True))
     return FitPlan(
         model=train_model,
-        data=data_lib.make_dataset(splits.x_train, splits.y_train, config.batch_size, training=True, augment=augment,
-                                   seed=config.seed, labels_as_input=labels_as_input, cache=config.cache),
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
-        steps_per_epoch=int(np.ceil(len(splits.y_train) / config.batch_size)),
-        endless=False,
+        data=data,
+        loss=loss,
+        metrics=metrics,
+        steps_per_epoch=steps,
+        endless=worker is not None,
         callbacks_first=[],
         callbacks_last=[MarginScheduler(margin_factor=linear_ramp(config.margin_warmup_epochs))] if ramp else [],
     )
@@ -276,7 +332,11 @@ def resolve_precision(precision):
 
 
 def make_strategy(name):
-    """A tf.distribute strategy: ``auto`` mirrors over GPUs when there are several."""
+    """A tf.distribute strategy: ``auto`` mirrors over GPUs when there are several.
+
+    ``multiworker`` is not made here: TensorFlow needs it before any other op
+    (see `distributed.start`).
+    """
     import tensorflow as tf
 
     gpus = tf.config.list_logical_devices("GPU")
@@ -289,7 +349,7 @@ def make_strategy(name):
     if name == "mirrored":
         devices = [d.name for d in gpus] or [d.name for d in tf.config.list_logical_devices("CPU")]
         return tf.distribute.MirroredStrategy(devices)
-    return tf.distribute.MultiWorkerMirroredStrategy()
+    raise ValueError("the multi-worker strategy is created first of all by `distributed.start` (in `train`).")
 
 
 def make_optimizer(config, steps_per_epoch):
@@ -310,8 +370,8 @@ def make_optimizer(config, steps_per_epoch):
     if config.optimizer == "adam":
         optimizer = keras.optimizers.AdamW(schedule, weight_decay=config.weight_decay)
     else:
-        optimizer = keras.optimizers.SGD(schedule, momentum=config.momentum, nesterov=True,
-                                         weight_decay=config.weight_decay)
+        sgd = PartialSGD if config.sample_rate < 1 else keras.optimizers.SGD  # PartialSGD: row-sparse center updates
+        optimizer = sgd(schedule, momentum=config.momentum, nesterov=True, weight_decay=config.weight_decay)
     if not config.decay_batch_norm:
         optimizer.exclude_from_weight_decay(var_names=["gamma", "beta"])
     return optimizer

@@ -14,6 +14,15 @@ cross-entropy, gradients for the embeddings and the class centers — at batch
 
 Writes results/benchmark_head.json and .md. Run:
     python scripts/benchmark_head.py [--rounds 7] [--classes 10 1000 100000]
+
+`--partial` times Partial FC instead (`sample_rate` of the head): the exact
+ArcFace head (r = 1.0) against r = 0.3 and 0.1 at 100,000 and 1,000,000
+classes, interleaved the same way, both for forward+backward alone and for
+the whole step with the optimizer (SGD momentum 0.9, weight decay 5e-4:
+Keras' SGD for r = 1.0, `PartialSGD` with row-sparse updates below), and the
+peak memory of each configuration at the largest class count, each in a
+fresh process. Writes results/benchmark_partial_fc.json and .md:
+    python scripts/benchmark_head.py --partial [--rounds 5] [--classes 100000 1000000]
 """
 
 import argparse
@@ -30,7 +39,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from arcface_keras import ArcMarginLayer  # noqa: E402
+from arcface_keras import ArcMarginLayer, PartialFCCrossentropy, PartialSGD  # noqa: E402
 from arcface_keras.io import write_json_atomic, write_text_atomic  # noqa: E402
 
 BATCH, DIM = 256, 512
@@ -106,6 +115,103 @@ def pml_step(num_classes, x, y):
     return step
 
 
+def partial_step(num_classes, rate, x, y, update):
+    """One step of an ArcFace head with `sample_rate` = `rate`; with `update`, the optimizer too."""
+    head = ArcMarginLayer(num_classes, scale=SCALE, margin=MARGIN, sample_rate=rate, seed=0)
+    head.build((None, DIM))
+    loss_fn = (PartialFCCrossentropy() if rate < 1 else
+               keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    optimizer = (PartialSGD if rate < 1 else keras.optimizers.SGD)(learning_rate=0.1, momentum=0.9, weight_decay=5e-4)
+    if rate < 1:
+        optimizer.exclude_sparse(head)
+    optimizer.build(head.trainable_variables)
+    embeddings, labels = tf.Variable(x), tf.constant(y)
+
+    @tf.function
+    def step():
+        with tf.GradientTape() as tape:
+            loss = loss_fn(labels, head([embeddings, labels]))
+        gradients = tape.gradient(loss, [embeddings, *head.trainable_variables])
+        if update:
+            optimizer.apply(gradients[1:], head.trainable_variables)
+        return gradients[0]
+
+    return step
+
+
+def partial_benchmark(classes, rates, rounds):
+    """Median seconds per step of each rate, gradients alone and with the update, interleaved."""
+    rng = np.random.default_rng(0)
+    rows = []
+    for num_classes in classes:
+        x = rng.normal(size=(BATCH, DIM)).astype("float32")
+        y = rng.integers(0, num_classes, size=BATCH).astype("int32")
+        for update in (False, True):
+            steps = {rate: partial_step(num_classes, rate, x, y, update) for rate in rates}
+            for step in steps.values():
+                time_once(step)
+                time_once(step)
+            times = {rate: [] for rate in steps}
+            for _ in range(rounds):
+                for rate, step in steps.items():
+                    times[rate].append(time_once(step))
+            medians = {rate: statistics.median(t) for rate, t in times.items()}
+            row = {"classes": num_classes, "with_update": update, "seconds": {str(r): v for r, v in medians.items()},
+                   "ratio_to_exact": {str(r): v / medians[1.0] for r, v in medians.items()}}
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+            del steps
+    return rows
+
+
+def peak_memory(num_classes, rate):
+    """Peak resident memory (MiB) of a fresh process running 3 full steps at `rate`, and its growth over
+    the process's peak before the head was built (TensorFlow and the data alone)."""
+    import subprocess
+
+    code = (f"import sys; sys.argv = ['benchmark_head']; sys.path.insert(0, {os.path.dirname(__file__)!r}); "
+            "import numpy as np, resource, benchmark_head as b; rng = np.random.default_rng(0); "
+            f"x = rng.normal(size=(b.BATCH, b.DIM)).astype('float32'); "
+            f"y = rng.integers(0, {num_classes}, size=b.BATCH).astype('int32'); "
+            "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss; "
+            f"step = b.partial_step({num_classes}, {rate}, x, y, True); [b.time_once(step) for _ in range(3)]; "
+            "after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss; print(after / 1024, (after - before) / 1024)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    peak, growth = done.stdout.strip().splitlines()[-1].split()
+    return {"peak_mib": float(peak), "growth_mib": float(growth)}
+
+
+def partial_markdown(rows, memory, rates):
+    lines = [f"Partial FC: ArcFace head step at batch {BATCH}, dim {DIM}, median seconds "
+             "(ratio to the exact head, r = 1.0, in brackets).", "",
+             "| classes | step | " + " | ".join(f"r = {r}" for r in rates) + " |",
+             "| --- | --- |" + " --- |" * len(rates)]
+    for row in rows:
+        cells = [f"{row['seconds'][str(r)]:.3f} ({row['ratio_to_exact'][str(r)]:.2f}×)" for r in rates]
+        what = "forward + backward + SGD update" if row["with_update"] else "forward + backward"
+        lines.append(f"| {row['classes']:,} | {what} | " + " | ".join(cells) + " |")
+    if memory:
+        lines += ["", f"Memory of a fresh process running 3 full steps at {memory['classes']:,} classes "
+                  "(peak resident; in brackets its growth over the peak before the head was built): "
+                  + ", ".join(f"r = {r}: {m['peak_mib']:,.0f} MiB ({m['growth_mib']:,.0f} MiB)"
+                              for r, m in memory["mib"].items()) + "."]
+    return "\n".join(lines) + "\n"
+
+
+def main_partial(args, argv):
+    rates = [1.0, 0.3, 0.1]
+    classes = args.classes if args.classes_given else [100000, 1000000]
+    rows = partial_benchmark(classes, rates, args.rounds)
+    memory = {"classes": max(classes), "mib": {str(r): peak_memory(max(classes), r) for r in rates}}
+    meta = {"batch": BATCH, "dim": DIM, "rounds": args.rounds, "cpu_count": os.cpu_count(),
+            "tensorflow": tf.__version__, "keras": keras.__version__,
+            "command": "python scripts/benchmark_head.py " + " ".join(sys.argv[1:] if argv is None else argv)}
+    output = args.output if args.output != "results/benchmark_head" else "results/benchmark_partial_fc"
+    write_json_atomic(output + ".json", {"meta": meta, "rows": rows, "peak_memory": memory})
+    write_text_atomic(output + ".md", partial_markdown(rows, memory, rates))
+    print(partial_markdown(rows, memory, rates))
+
+
 def _have_pml():
     try:
         import pytorch_metric_learning  # noqa: F401
@@ -174,11 +280,15 @@ def to_markdown(rows):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--classes", type=int, nargs="+", default=[10, 1000, 100000])
+    parser.add_argument("--classes", type=int, nargs="+", default=None)
+    parser.add_argument("--partial", action="store_true", help="Partial FC: sample rates 1.0, 0.3, 0.1")
     parser.add_argument("--rounds", type=int, default=7, help="timed steps per contender (median)")
     parser.add_argument("--output", default="results/benchmark_head", help="path prefix of the .json and .md")
     args = parser.parse_args(argv)
-    rows = benchmark(args.classes, args.rounds)
+    args.classes_given = args.classes is not None
+    if args.partial:
+        return main_partial(args, argv)
+    rows = benchmark(args.classes or [10, 1000, 100000], args.rounds)
     meta = {
         "batch": BATCH,
         "dim": DIM,

@@ -11,7 +11,7 @@ import sys
 COMMANDS = {
     "train": "train", "evaluate": "evaluate", "compare": "compare", "sweep": "sweep", "imbalance": "imbalance",
     "convergence": "convergence", "open-set": "open_set", "enrol": "enrol", "identify": "identify",
-    "verify": "verify", "export": "export", "embedding-spread": "embedding_spread",
+    "verify": "verify", "export": "export", "embedding-spread": "embedding_spread", "partial-fc": "partial_fc",
 }
 
 

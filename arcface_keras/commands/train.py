@@ -21,6 +21,9 @@ def main(argv=None):
 
     config = cli.config_from_args(args, TrainConfig)
     metrics = cli.run_or_explain(train, config)
+    if metrics is None:  # a multi-worker job's other worker: the chief reports
+        print(f"worker done; the chief wrote {config.run_folder}")
+        return 0
     print(cli.summary(metrics, config.run_folder))
     return 0
 

@@ -48,7 +48,7 @@ def image_batches(images, batch_size=100):
 
 
 def make_dataset(images, labels, batch_size=100, training=False, augment=None, seed=0, labels_as_input=True,
-                 cache=None):
+                 cache=None, drop_remainder=False):
     """A tf.data pipeline of raw float32 images (0–255) and int32 labels.
 
     Training pipelines are shuffled anew each epoch; `augment` is `None`,
@@ -59,7 +59,8 @@ def make_dataset(images, labels, batch_size=100, training=False, augment=None, s
     2-pixel padding, no flip: for digits, whose mirror images are not digits). Elements are ``((images, labels), labels)`` when
     `labels_as_input` (margin heads read the labels), else
     ``(images, labels)``. `images` is a uint8 array or `ImageFiles` (decoded
-    from disk as they stream; `cache` as in `_source`).
+    from disk as they stream; `cache` as in `_source`). `drop_remainder`
+    drops a last, smaller batch.
     """
     import tensorflow as tf
 
@@ -69,7 +70,7 @@ def make_dataset(images, labels, batch_size=100, training=False, augment=None, s
     if training and augment:
         transform = augmentation(augment)
         dataset = dataset.map(lambda image, label: (transform(image), label), num_parallel_calls=tf.data.AUTOTUNE)
-    dataset = dataset.batch(batch_size)
+    dataset = dataset.batch(batch_size, drop_remainder=drop_remainder)
 
     def to_model_inputs(image, label):
         image = tf.cast(image, tf.float32)
