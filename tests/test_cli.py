@@ -103,6 +103,9 @@ AT_FINISHED = ["--output", "{root}/finished", "--overwrite"]
 CASES = [
     # (script, arguments, what the one line must say)
     (TRAIN, ["--data", "{root}/missing.npz"], "does not exist"),
+    (TRAIN, ["--sample-rate", "0"], "--sample-rate must be in (0, 1]"),
+    (TRAIN, ["--sample-rate", "0.5", "--loss", "softmax"], "--sample-rate (Partial FC) needs a margin head"),
+    (TRAIN, ["--strategy", "multiworker"], "--strategy multiworker needs the cluster in TF_CONFIG"),
     (TRAIN, ["--data", "{root}/empty.npz"], "not a readable .npz"),
     (TRAIN, ["--data", "{root}/truncated.npz"], "not a readable .npz"),
     (TRAIN, ["--data", "{root}/pickle.npz"], "not a readable .npz"),

@@ -42,6 +42,21 @@ def test_classification_matches_sklearn(rng):
     assert perfect["test_accuracy"] == perfect["macro_f1"] == 1.0
 
 
+def test_many_classes_keep_per_class_numbers_but_no_confusion_matrix(rng):
+    from arcface_keras import report
+
+    classes = evaluation.CONFUSION_MAX_CLASSES + 1
+    labels = np.arange(classes)
+    metrics = evaluation.classification_metrics(labels, np.eye(classes)[labels])
+    assert metrics["confusion_matrix"] is None and len(metrics["per_class"]["f1"]) == classes
+    few = evaluation.classification_metrics(labels[:10] % 3, np.eye(3)[labels[:10] % 3])
+    assert np.array(few["confusion_matrix"]).sum() == 10
+    angles = dict.fromkeys(("target_angle_mean", "center_angle_min"), 1.0)
+    filler = dict.fromkeys(("precision_at_1", "r_precision", "map_at_r", "roc_auc", "eer", "tar_at_far_1e-3"), 0.5)
+    text = report.render({**metrics, **filler, "angles": angles}, "many")
+    assert f"of the {classes:,} classes: metrics.json" in text and "confusion_matrix.png" not in text
+
+
 def test_retrieval_worked_example():
     # Query 0: ranking 20°(same) 30°(other) → P@1 1, R-precision 1/2, MAP@R 1/2.
     # Queries 1, 2: nearest is the 30° outsider → P@1 0, R-precision 1/2, MAP@R 1/4.

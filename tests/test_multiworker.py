@@ -28,6 +28,37 @@ ARGS = ["--epochs", str(EPOCHS), "--batch-size", str(BATCH), "--backbone-options
         "--embedding-dim", str(TINY["embedding_dim"]), "--verbose", "2"]
 
 
+@pytest.mark.parametrize("text, expected", [
+    ('{"cluster": {"worker": ["a:1", "b:2"]}, "task": {"type": "worker", "index": 1}}', (2, 1, False)),
+    ('{"cluster": {"chief": ["c:0"], "worker": ["a:1"]}, "task": {"type": "worker", "index": 0}}', (2, 1, False)),
+    ('{"cluster": {"chief": ["c:0"], "worker": ["a:1"]}, "task": {"type": "chief", "index": 0}}', (2, 0, True)),
+    ('{"cluster": {"worker": ["a:1"]}, "task": {"type": "worker", "index": 1}}', "must describe the cluster"),
+    ('{"cluster": {"worker": ["a:1"]}, "task": {"type": "ps", "index": 0}}', "must describe the cluster"),
+    ("not json", "must describe the cluster"),
+    (None, "needs the cluster in TF_CONFIG"),
+])
+def test_tf_config_is_read_or_refused_in_one_line(text, expected):
+    from arcface_keras.distributed import read_tf_config
+    from arcface_keras.errors import UserInputError
+
+    environ = {} if text is None else {"TF_CONFIG": text}
+    if isinstance(expected, tuple):
+        assert read_tf_config(environ) == expected
+    else:
+        with pytest.raises(UserInputError, match=expected):
+            read_tf_config(environ)
+
+
+def test_the_global_batch_must_split_evenly(monkeypatch):
+    from arcface_keras import distributed
+    from arcface_keras.errors import UserInputError
+    from arcface_keras.training import TrainConfig
+
+    monkeypatch.setenv("TF_CONFIG", '{"cluster": {"worker": ["a:1", "b:2"]}, "task": {"type": "worker", "index": 0}}')
+    with pytest.raises(UserInputError, match="must be a multiple of 2. Received: batch_size=25"):
+        distributed.start(TrainConfig(strategy="multiworker", batch_size=25))
+
+
 def _free_ports(count):
     sockets = [socket.socket() for _ in range(count)]
     for s in sockets:
