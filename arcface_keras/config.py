@@ -68,6 +68,8 @@ class TrainConfig:
     weight_decay: float = 5e-4
     decay_batch_norm: bool = True  # False: batch-norm γ and β are not decayed
     lr_warmup_epochs: float = 1.0
+    label_smoothing: float = 0.0  # softmax and margin heads: target 1 − ε on the label, ε / C on every class
+    ema_momentum: float = 0.0  # > 0: train with an exponential moving average of the weights, kept at the end
     augment: str = "auto"  # auto: crop-flip for colour images, none for grayscale; or crop-flip, crop-flip-cutout, shift, off
     seed: int = 0
     deterministic: bool = False  # also make TensorFlow's ops deterministic (bit-identical reruns, slower)
@@ -122,6 +124,8 @@ class TrainConfig:
             ("weight_decay", _number(self.weight_decay, 0, math.inf), "a number ≥ 0"),
             ("decay_batch_norm", isinstance(self.decay_batch_norm, bool), "True or False"),
             ("lr_warmup_epochs", _number(self.lr_warmup_epochs, 0, math.inf), "a number ≥ 0"),
+            ("label_smoothing", _number(self.label_smoothing, 0, 1, high_open=True), "in [0, 1)"),
+            ("ema_momentum", _number(self.ema_momentum, 0, 1, high_open=True), "in [0, 1) (0: off)"),
             ("augment", self.augment in AUGMENT_CHOICES, f"one of {AUGMENT_CHOICES}"),
             ("seed", _integer(self.seed, 0), "an integer ≥ 0"),
             ("deterministic", isinstance(self.deterministic, bool), "True or False"),
@@ -201,12 +205,12 @@ RESULT_FREE_FIELDS = ("verbose", "output", "overwrite", "deterministic")
 # Fields a loss never reads: a change in them must not retrain a finished run.
 _MARGIN_HEAD_FIELDS = ("scale", "sub_centers", "fixed_centers", "easy_margin", "margin_warmup_epochs", "per_class_margins",
                        "sample_rate")
-UNUSED_FIELDS = {"softmax": _MARGIN_HEAD_FIELDS + ("margin",), "triplet": _MARGIN_HEAD_FIELDS}
+UNUSED_FIELDS = {"softmax": _MARGIN_HEAD_FIELDS + ("margin",), "triplet": _MARGIN_HEAD_FIELDS + ("label_smoothing",)}
 
 
 # Fields whose value here means what runs made before the field existed did: a
 # stored config without them is the same run, so the key leaves them out at it.
-DEFAULT_OMITTED = {"sample_rate": 1.0}
+DEFAULT_OMITTED = {"sample_rate": 1.0, "label_smoothing": 0.0, "ema_momentum": 0.0}
 
 
 # Config fields stored under an older name in run folders: old → new.

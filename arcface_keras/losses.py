@@ -123,15 +123,64 @@ class PartialFCCrossentropy(keras.losses.Loss):
         Machine", ICCVW 2021.
     """
 
-    def __init__(self, name="partial_fc_crossentropy", **kwargs):
+    def __init__(self, label_smoothing=0.0, name="partial_fc_crossentropy", **kwargs):
         super().__init__(name=name, **kwargs)
+        self.label_smoothing = _smoothing(label_smoothing)
 
     def call(self, y_true, y_pred):
         logits = ops.cast(y_pred, "float32")
-        return ops.logsumexp(logits, axis=-1) - logits[:, 0]
+        # The masked own-class column (−1e9) is left out of the smoothing term.
+        return _smoothed(logits, 0, self.label_smoothing, ops.cast(logits > -1e8, "float32"))
+
+    def get_config(self):
+        return {**super().get_config(), "label_smoothing": self.label_smoothing}
 
 
 @keras.saving.register_keras_serializable(package="arcface_keras")
 def partial_fc_accuracy(y_true, y_pred):
     """Share of rows whose target logit (column 0) beats every sampled class."""
     return ops.cast(ops.argmax(y_pred, axis=-1) == 0, "float32")
+
+
+def _smoothing(value):
+    if not (isinstance(value, (int, float)) and 0 <= value < 1):
+        raise ValueError(f"`label_smoothing` must lie in [0, 1). Received: label_smoothing={value!r}")
+    return float(value)
+
+
+def _smoothed(logits, labels, smoothing, valid=None):
+    """Cross-entropy per row with target (1 − ε) on `labels` and ε spread evenly over the (valid) classes."""
+    log_probs = logits - ops.logsumexp(logits, axis=-1, keepdims=True)
+    rows = ops.shape(logits)[0]
+    labels = ops.zeros((rows,), "int32") + ops.cast(labels, "int32")
+    nll = -ops.take_along_axis(log_probs, ops.expand_dims(labels, 1), axis=1)[:, 0]
+    if not smoothing:
+        return nll
+    valid = ops.ones_like(log_probs) if valid is None else valid
+    spread = -ops.sum(log_probs * valid, axis=-1) / ops.sum(valid, axis=-1)
+    return (1.0 - smoothing) * nll + smoothing * spread
+
+
+@keras.saving.register_keras_serializable(package="arcface_keras")
+class SmoothedSparseCrossentropy(keras.losses.Loss):
+    """Softmax cross-entropy from logits and integer labels, with label smoothing.
+
+    The target puts ``1 − ε`` on the label and ``ε / C`` on every class
+    (Szegedy et al., 2016), as `keras.losses.CategoricalCrossentropy`'s
+    ``label_smoothing`` does for one-hot labels; margin heads' logits are
+    smoothed the same way.
+
+    Args:
+        label_smoothing: ε in [0, 1). Defaults to `0.1`.
+    """
+
+    def __init__(self, label_smoothing=0.1, name="smoothed_sparse_crossentropy", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.label_smoothing = _smoothing(label_smoothing)
+
+    def call(self, y_true, y_pred):
+        labels = ops.reshape(ops.cast(y_true, "int32"), (-1,))
+        return _smoothed(ops.cast(y_pred, "float32"), labels, self.label_smoothing)
+
+    def get_config(self):
+        return {**super().get_config(), "label_smoothing": self.label_smoothing}

@@ -46,7 +46,7 @@ from arcface_keras.callbacks import (
 from arcface_keras.errors import TrainingDiverged, UserInputError
 from arcface_keras.io import write_json_atomic
 from arcface_keras.layers import MarginScheduler, linear_ramp, margins_from_class_counts
-from arcface_keras.losses import PartialFCCrossentropy, TripletLoss, partial_fc_accuracy
+from arcface_keras.losses import PartialFCCrossentropy, SmoothedSparseCrossentropy, TripletLoss, partial_fc_accuracy
 from arcface_keras.optimizers import PartialSGD
 
 def train(config):
@@ -295,9 +295,11 @@ def _fit_plan(config, splits, train_model, worker=None):
     labels_as_input = models.uses_labels(train_model)
     ramp = labels_as_input and config.margin_warmup_epochs > 0
     if config.sample_rate < 1:  # partial logits, the target first
-        loss, metrics = PartialFCCrossentropy(), [keras.metrics.MeanMetricWrapper(partial_fc_accuracy, name="accuracy")]
+        loss = PartialFCCrossentropy(config.label_smoothing)
+        metrics = [keras.metrics.MeanMetricWrapper(partial_fc_accuracy, name="accuracy")]
     else:
-        loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+        loss = (SmoothedSparseCrossentropy(config.label_smoothing) if config.label_smoothing else
+                keras.losses.SparseCategoricalCrossentropy(from_logits=True))
         metrics = [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
     def make(images, labels, batch_size, cache=config.cache, drop_remainder=False):
         return data_lib.make_dataset(images, labels, batch_size, training=True, augment=augment, seed=config.seed,
@@ -357,6 +359,8 @@ def make_optimizer(config, steps_per_epoch):
 
     Weight decay is Keras' decoupled decay (``w ← w − lr·weight_decay·w``
     each step); with ``decay_batch_norm=False`` batch-norm γ and β are exempt.
+    With ``ema_momentum`` the optimizer keeps Keras' moving average of the
+    trainable weights, which replaces them when `fit` ends.
     """
     total = config.epochs * steps_per_epoch
     lr = config.learning_rate
@@ -367,11 +371,12 @@ def make_optimizer(config, steps_per_epoch):
         warmup_target=lr if warmup else None,
         warmup_steps=warmup,
     )
+    ema = {"use_ema": True, "ema_momentum": config.ema_momentum} if config.ema_momentum else {}
     if config.optimizer == "adam":
-        optimizer = keras.optimizers.AdamW(schedule, weight_decay=config.weight_decay)
+        optimizer = keras.optimizers.AdamW(schedule, weight_decay=config.weight_decay, **ema)
     else:
         sgd = PartialSGD if config.sample_rate < 1 else keras.optimizers.SGD  # PartialSGD: row-sparse center updates
-        optimizer = sgd(schedule, momentum=config.momentum, nesterov=True, weight_decay=config.weight_decay)
+        optimizer = sgd(schedule, momentum=config.momentum, nesterov=True, weight_decay=config.weight_decay, **ema)
     if not config.decay_batch_norm:
         optimizer.exclude_from_weight_decay(var_names=["gamma", "beta"])
     return optimizer

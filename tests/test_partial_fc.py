@@ -144,3 +144,23 @@ def test_a_run_trains_with_partial_fc(tmp_path):
     assert metrics["config"]["sample_rate"] == 0.3
     assert metrics["test_accuracy"] > 0.5  # 10 digits: chance is 0.1
 
+
+
+@pytest.mark.parametrize("smoothing", [0.0, 0.1, 0.3])
+def test_label_smoothing_matches_keras_one_hot_and_numpy(rng, smoothing):
+    from arcface_keras.losses import SmoothedSparseCrossentropy
+
+    logits = rng.normal(size=(6, 5)).astype("float32") * 4
+    labels = rng.integers(0, 5, size=6)
+    got = keras.ops.convert_to_numpy(SmoothedSparseCrossentropy(smoothing, reduction=None)(labels, logits))
+    keras_ce = keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=smoothing, reduction=None)
+    np.testing.assert_allclose(got, keras.ops.convert_to_numpy(keras_ce(np.eye(5)[labels], logits)), rtol=1e-5)
+    shifted = logits.astype("float64") - logits.max(axis=1, keepdims=True)
+    log_p = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+    target = np.full((6, 5), smoothing / 5) + (1 - smoothing) * np.eye(5)[labels]
+    np.testing.assert_allclose(got, -(target * log_p).sum(axis=1), rtol=1e-5)
+    # Partial FC's loss: the same over the sampled classes, the masked own column left out
+    partial = np.concatenate([logits[np.arange(6), labels][:, None],
+                              np.where(np.eye(5)[labels] > 0, -1e9, logits)], axis=1).astype("float32")
+    got_partial = keras.ops.convert_to_numpy(PartialFCCrossentropy(smoothing, reduction=None)(labels, partial))
+    np.testing.assert_allclose(got_partial, got, rtol=1e-5)

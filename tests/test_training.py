@@ -206,3 +206,24 @@ def test_deterministic_runs_are_bit_identical(synthetic, tmp_path):
             for run in ("a", "b"))
     assert a == b
     assert (tmp_path / "a" / "history.csv").read_text() == (tmp_path / "b" / "history.csv").read_text()
+
+
+def test_label_smoothing_and_weight_averaging_train_and_end_with_the_average(tmp_path, monkeypatch):
+    import keras
+
+    from arcface_keras import training
+
+    finals = []
+    original = keras.optimizers.SGD.finalize_variable_values
+
+    def spy(self, var_list):  # Keras' EMA: the averages replace the weights when fit ends
+        finals.append(self.use_ema)
+        return original(self, var_list)
+
+    monkeypatch.setattr(keras.optimizers.SGD, "finalize_variable_values", spy)
+    metrics = training.train(TrainConfig(epochs=3, batch_size=50, label_smoothing=0.1, ema_momentum=0.9,
+                                         output=str(tmp_path / "run"), **TINY))
+    assert finals == [True]
+    assert metrics["test_accuracy"] > 0.5
+    key = training.results_key(TrainConfig())
+    assert "label_smoothing" not in key and "ema_momentum" not in key  # runs stored before these fields still match
