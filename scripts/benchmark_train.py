@@ -9,9 +9,22 @@ what bfloat16 kernels (AVX512-BF16) give.
     python scripts/benchmark_train.py --backbone resnet --image-shape 32 32 3
     python scripts/benchmark_train.py --backbone network --image-shape 28 28 1
 Writes results/benchmark_train-<backbone>.json and .md.
+
+`--pipeline DATA` measures instead, in one process and interleaved: (a) the
+training step alone, `fit` on one batch held in memory, repeated; (b) the
+full input pipeline, `fit` on the training data of DATA through
+`data.make_dataset` (shuffle, augmentation, batching) — the pipeline's
+share is 1 − (b)/(a); and how close (b) runs to the machine: forward FLOPs
+per image (TensorFlow's profiler on the frozen forward pass), a training
+step taken as 3× forward, times images/s, against the float32 matmul peak
+measured in the same run (a 2048² × 2048² `tf.matmul`):
+
+    python scripts/benchmark_train.py --backbone fastnet --pipeline ../shared/data/cifar10.npz --augment crop-flip
+Writes results/benchmark_train-<backbone>-pipeline.json and .md.
 """
 
 import argparse
+import json
 import os
 import platform
 import statistics
@@ -56,6 +69,83 @@ def build_step(setting, backbone, image_shape, batch_size, num_classes=10):
     return step
 
 
+def forward_flops(model, image_shape):
+    """Floating-point operations of one image's forward pass (TensorFlow's profiler, frozen graph)."""
+    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+    from tensorflow.python.profiler.model_analyzer import profile
+    from tensorflow.python.profiler.option_builder import ProfileOptionBuilder
+
+    concrete = tf.function(lambda x: model(x, training=False)).get_concrete_function(
+        tf.TensorSpec([1, *image_shape], tf.float32))
+    frozen = convert_variables_to_constants_v2(concrete)
+    options = ProfileOptionBuilder(ProfileOptionBuilder.float_operation()).with_empty_output().build()
+    return profile(frozen.graph, options=options).total_float_ops
+
+
+def matmul_peak(n=2048, repeats=10):
+    """Measured float32 FLOP/s of a large matmul (median of `repeats`)."""
+    a, b = tf.random.normal((n, n)), tf.random.normal((n, n))
+    run = tf.function(lambda: tf.reduce_sum(tf.matmul(a, b)))
+    run()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        float(run())
+        times.append(time.perf_counter() - start)
+    return 2 * n ** 3 / statistics.median(times)
+
+
+def pipeline_report(args, argv):
+    from arcface_keras import data as data_lib
+
+    splits = data_lib.load(args.dataset, args.pipeline, 0.1, None, 0)
+    shape = splits.image_shape
+    train_model, inference = models.build_models(splits.num_classes, shape, splits.mean, splits.std, loss="arcface",
+                                                 backbone=args.backbone, **json.loads(args.model_options))
+    train_model.compile(optimizer=keras.optimizers.SGD(0.01, momentum=0.9),
+                        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    full = data_lib.make_dataset(splits.x_train, splits.y_train, args.batch_size, training=True,
+                                 augment=args.augment, labels_as_input=True).repeat()
+    one_batch = next(iter(full))
+    memory = tf.data.Dataset.from_tensors(one_batch).repeat()
+    sources = {"step alone (one batch in memory)": memory, "full pipeline": full}
+    for dataset in sources.values():  # trace and warm up
+        train_model.fit(dataset, epochs=1, steps_per_epoch=args.steps, verbose=0)
+    rates = {name: [] for name in sources}
+    for _ in range(args.rounds):
+        for name, dataset in sources.items():
+            start = time.perf_counter()
+            train_model.fit(dataset, epochs=1, steps_per_epoch=args.steps, verbose=0)
+            rates[name].append(args.steps * args.batch_size / (time.perf_counter() - start))
+    medians = {name: statistics.median(r) for name, r in rates.items()}
+    alone, piped = medians.values()
+    flops = forward_flops(inference, shape)
+    peak = matmul_peak()
+    achieved = 3 * flops * piped
+    report = {"backbone": args.backbone, "model_options": json.loads(args.model_options), "data": args.pipeline,
+              "augment": args.augment, "batch_size": args.batch_size, "images_per_second": medians,
+              "samples": rates, "pipeline_share": 1 - piped / alone, "forward_flops_per_image": flops,
+              "train_flops_per_second": achieved, "matmul_peak_flops_per_second": peak,
+              "fraction_of_peak": achieved / peak, "cpu_count": os.cpu_count(),
+              "command": "python scripts/benchmark_train.py " + " ".join(sys.argv[1:] if argv is None else argv)}
+    text = "\n".join([
+        f"Training throughput, {args.backbone} {args.model_options} + ArcFace on {args.pipeline} "
+        f"(augment {args.augment}), batch {args.batch_size}, CPU ({os.cpu_count()} cores), median of {args.rounds} "
+        f"rounds of {args.steps} steps:", "",
+        "| measure | value |", "| --- | --- |",
+        *[f"| images/s, {name} | {value:.0f} |" for name, value in medians.items()],
+        f"| input pipeline's share of a step | {100 * report['pipeline_share']:.1f} % |",
+        f"| forward FLOPs per image | {flops / 1e6:.1f} M |",
+        f"| training FLOP/s (3 × forward × images/s, full pipeline) | {achieved / 1e9:.1f} G |",
+        f"| float32 matmul peak, measured | {peak / 1e9:.1f} G |",
+        f"| fraction of peak | {100 * report['fraction_of_peak']:.1f} % |"]) + "\n"
+    stem = os.path.join("results", f"benchmark_train-{args.backbone}-pipeline")
+    write_json_atomic(stem + ".json", report)
+    write_text_atomic(stem + ".md", text)
+    print(text)
+    return 0
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--backbone", default="resnet", choices=backbones.BACKBONES)
@@ -64,7 +154,16 @@ def main(argv=None):
     parser.add_argument("--rounds", type=int, default=5, help="timed rounds per setting")
     parser.add_argument("--steps", type=int, default=5, help="steps per round")
     parser.add_argument("--settings", nargs="+", default=None, choices=list(SETTINGS))
+    parser.add_argument("--pipeline", default=None, help="a data set (.npz or image folder): pipeline share and "
+                                                         "fraction of peak instead of the settings")
+    parser.add_argument("--dataset", default="digits", help="--pipeline: the data set's name (mnist, cifar10: their "
+                                                            "known statistics)")
+    parser.add_argument("--augment", default=None, help="--pipeline: the augmentation (crop-flip, shift, ...)")
+    parser.add_argument("--model-options", default="{}", help="--pipeline: JSON keyword arguments of build_models, "
+                                                              'e.g. \'{"backbone_options": {"widths": [64, 256, 256]}}\'')
     args = parser.parse_args(argv)
+    if args.pipeline:
+        return pipeline_report(args, argv)
     gpu = bool(tf.config.list_physical_devices("GPU"))
     names = args.settings or (list(SETTINGS) if gpu else [s for s in SETTINGS if "float16" not in s or "bfloat16" in s])
     steps = {name: build_step(name, args.backbone, tuple(args.image_shape), args.batch_size) for name in names}
