@@ -133,7 +133,8 @@ class AngularMarginLayer(keras.layers.Layer):
             the sampled classes' logits, the row's own class masked to
             ``−1e9``; train them with `losses.PartialFCCrossentropy` (the
             same softmax cross-entropy with the target at column 0). The
-            centers are then stored one per row, ``(C·K, D)``, so that only
+            centers are then stored one per row (`center_rows`,
+            ``(C·K, D)``; `kernel` is its transposed view), so that only
             the sampled rows receive gradients (``tf.IndexedSlices``), and
             `optimizers.PartialSGD` updates only those rows. Without labels
             the layer always scores all C classes. Defaults to `1.0`.
@@ -158,8 +159,9 @@ class AngularMarginLayer(keras.layers.Layer):
         kernel: the class centers, ``(embedding_dim, num_classes · K)``, one
             column per center as in `Dense`; with K > 1 the K centers of class
             c are the columns ``c·K … c·K + K − 1``. With ``sample_rate < 1``
-            the transpose, one row per center; `centers()` gives the
-            ``(D, C·K)`` view in both cases.
+            a read-only view of `center_rows`.
+        center_rows: ``sample_rate < 1`` only: the centers' variable,
+            ``(C·K, D)``, one row per center.
 
     Example:
 
@@ -271,7 +273,7 @@ class AngularMarginLayer(keras.layers.Layer):
                 stacklevel=2,
             )
         centers = self.num_classes * self.sub_centers
-        self.kernel = self.add_weight(
+        self._centers = self.add_weight(
             name="kernel",
             shape=(centers, embedding_shape[-1]) if self.partial else (embedding_shape[-1], centers),
             initializer=self.kernel_initializer,
@@ -324,10 +326,25 @@ class AngularMarginLayer(keras.layers.Layer):
         # of mixing a (B, C) one-hot mask into every logit.
         return ops.scatter_update(logits, indices, scale * target)
 
+    @property
+    def kernel(self):
+        """The class centers, ``(D, C·K)``, one column per center as in `Dense`.
+
+        With ``sample_rate < 1`` this is a read-only view of `center_rows`,
+        the variable that holds them one per row.
+        """
+        return ops.transpose(self._centers) if self.partial else self._centers
+
+    @property
+    def center_rows(self):
+        """Partial FC: the variable of the centers, ``(C·K, D)``, one row per center."""
+        if not self.partial:
+            raise AttributeError("`center_rows` exists with sample_rate < 1; the centers are `kernel`.")
+        return self._centers
+
     def centers(self):
-        """The class centers as ``(D, C·K)`` columns, whatever the storage."""
-        kernel = ops.cast(self.kernel, "float32")
-        return ops.transpose(kernel) if self.partial else kernel
+        """The class centers as float32 ``(D, C·K)`` columns."""
+        return ops.cast(self.kernel, "float32")
 
     def _partial_logits(self, embeddings, labels, scale):
         """Partial FC: ``(B, 1 + S)`` logits, the target first (see `sample_rate`)."""
@@ -335,7 +352,7 @@ class AngularMarginLayer(keras.layers.Layer):
         count, per_class = ops.shape(sample)[0], self.sub_centers
         rows = ops.reshape(ops.expand_dims(sample * per_class, 1) + ops.arange(per_class, dtype="int32"), (-1,))
         # Gathered by rows: the gradient reaches only the sampled centers.
-        centers = _l2_normalize(ops.take(ops.cast(self.kernel, "float32"), rows, axis=0), axis=-1)
+        centers = _l2_normalize(ops.take(ops.cast(self._centers, "float32"), rows, axis=0), axis=-1)
         center_logits = ops.matmul(embeddings * scale, ops.transpose(centers))  # (B, S·K)
         per_center = ops.reshape(center_logits, (-1, count, per_class))
         logits = ops.max(per_center, axis=-1)
@@ -346,7 +363,7 @@ class AngularMarginLayer(keras.layers.Layer):
         best = ops.cast(ops.argmax(own[:, 0, :], axis=-1), "int32")
         # The true centers gathered from the kernel itself: their gradient stays row-sparse too.
         true_rows = ops.take(rows, positions * per_class + best)
-        true_centers = _l2_normalize(ops.take(ops.cast(self.kernel, "float32"), true_rows, axis=0), axis=-1)
+        true_centers = _l2_normalize(ops.take(ops.cast(self._centers, "float32"), true_rows, axis=0), axis=-1)
         target = self._target_cosine(embeddings, true_centers, labels)
         batch = ops.arange(ops.shape(labels)[0], dtype="int32")
         others = ops.scatter_update(logits, ops.stack([batch, positions], axis=1),

@@ -30,7 +30,7 @@ class PartialSGD(keras.optimizers.SGD):
         from arcface_keras.layers import AngularMarginLayer
 
         heads = [layer for layer in model._flatten_layers() if isinstance(layer, AngularMarginLayer) and layer.partial]
-        self._sparse_decay = [head.kernel for head in heads]
+        self._sparse_decay = [head.center_rows for head in heads]
         if heads and self.weight_decay:
             self.exclude_from_weight_decay(var_list=self._sparse_decay)
         return self

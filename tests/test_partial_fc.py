@@ -22,7 +22,7 @@ def _heads(rate, seed=1, **options):
     partial = AngularMarginLayer(C, scale=16.0, m2=0.3, sample_rate=rate, seed=seed, **options)
     for head in (exact, partial):
         head.build([(None, D), (None,)])
-    partial.kernel.assign(tf.transpose(exact.kernel))
+    partial.center_rows.assign(tf.transpose(exact.kernel))
     return exact, partial
 
 
@@ -84,7 +84,7 @@ def test_gradients_reach_only_the_sampled_centers(rng):
     _, partial = _heads(0.25)
     with tf.GradientTape() as tape:
         loss = tf.reduce_mean(PartialFCCrossentropy()(y, partial([x, y])))
-    gradient = tape.gradient(loss, partial.kernel.value)
+    gradient = tape.gradient(loss, partial.center_rows.value)
     assert isinstance(gradient, tf.IndexedSlices)
     rows = set(np.unique(gradient.indices.numpy()).tolist())
     assert {3, 7, 19} <= rows and len(rows) == math.ceil(0.25 * C)
@@ -99,7 +99,7 @@ def test_partial_sgd_updates_the_sampled_rows_as_sgd_and_leaves_the_others(rng, 
     options = dict(learning_rate=0.1, momentum=0.9, nesterov=nesterov, weight_decay=0.01)
     sparse_var, dense_var = keras.Variable(weights), keras.Variable(weights)
     head = ArcMarginLayer(10, sample_rate=0.5)
-    head.kernel = sparse_var  # exclude_sparse finds the centers through the layer
+    head._centers = sparse_var  # exclude_sparse finds the centers through the layer
     sparse_opt = PartialSGD(**options).exclude_sparse(head)
     dense_opt = keras.optimizers.SGD(**options)
     for _ in range(3):  # momentum builds up over the steps
@@ -121,7 +121,8 @@ def test_a_partial_head_saves_and_loads(tmp_path, rng):
     model.save(tmp_path / "m.keras")
     loaded = keras.models.load_model(tmp_path / "m.keras")
     restored = loaded.get_layer("head")
-    assert restored.sample_rate == 0.3 and restored.seed == 5 and tuple(restored.kernel.shape) == (C, D)
+    assert restored.sample_rate == 0.3 and restored.seed == 5 and tuple(restored.center_rows.shape) == (C, D)
+    assert tuple(restored.kernel.shape) == (D, C)  # the layer's contract: kernel is (embedding_dim, num_classes)
     x = rng.normal(size=(B, D)).astype("float32")
     np.testing.assert_allclose(keras.ops.convert_to_numpy(restored(x)), keras.ops.convert_to_numpy(head(x)), rtol=1e-6)
 
