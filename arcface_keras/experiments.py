@@ -46,11 +46,12 @@ def finished_metrics(config):
 def check_runs(configs):
     """Refuse a study before it trains anything: every config valid, every
     run folder usable (finished runs of the same settings are reused)."""
+    for config in configs:  # every setting first, then the folders
+        config.validate()
     for config in configs:
         study = os.path.dirname(config.run_folder)
         if os.path.exists(study) and not os.path.isdir(study):
             raise RunFolderError(f"--folder {study!r} is a file, not a folder; choose a folder path.")
-        config.validate()
         if finished_metrics(config) is None:
             run_folder.inspect(config.run_folder, results_key(config), config.overwrite)
 

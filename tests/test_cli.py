@@ -218,6 +218,11 @@ CASES = [
     ("open_set", ["--train-classes", "[0-4]", "--enrol-classes", "[5-7]", "--impostor-classes", "[7-9]",
                   "--folder", "{root}/study"], "classes both enrolled and impostors"),
     ("open_set", ["--train-classes", "[0-4]", "--enrol-classes", "[5-7]"], "required: --impostor-classes"),
+    ("partial_fc", ["--rates", "1.5", "--folder", "{root}/pfc"], "--rates: each must lie in (0, 1]"),
+    ("partial_fc", ["--num-classes", "1", "--folder", "{root}/pfc"], "must be ≥ 2"),
+    ("partial_fc", ["--optimizer", "adam", "--folder", "{root}/pfc"],
+     "--sample-rate (Partial FC) updates only the sampled centers with SGD"),
+    ("partial_fc", ["--folder", "{root}/notes.txt"], "is a file, not a folder"),
 ]
 
 
@@ -279,6 +284,7 @@ def test_every_config_field_is_a_train_flag():
     ("imbalance", {"loss", "imbalance_ratio", "per_class_margins", "output"}),
     ("convergence", {"output"}),
     ("open_set", {"loss", "seed", "classes", "output"}),
+    ("partial_fc", {"sample_rate", "seed", "output"}),
 ])
 def test_studies_refuse_the_flags_they_set_and_accept_the_others(script, set_by_the_study):
     fields = {field.name for field in dataclasses.fields(TrainConfig)}

@@ -76,6 +76,16 @@ def test_compare_runs_end_to_end(tmp_path):
     assert (tmp_path / "compare-digits.png").stat().st_size > 0 and "± " in (tmp_path / "compare-digits.md").read_text()
 
 
+def test_partial_fc_study_on_a_synthetic_many_class_set(tmp_path):
+    result = run_script("partial_fc.py", "--epochs", "2", "--backbone-options", '{"widths": [8, 16]}',
+                        "--embedding-dim", "16", "--num-classes", "40", "--train-per-class", "4", "--seeds", "1",
+                        "--rates", "1.0", "0.25", "--batch-size", "20", "--folder", str(tmp_path))
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads((tmp_path / "partial-fc-synthetic40.json").read_text())
+    assert set(summary["results"]) == {"1", "0.25"} and summary["classes"] == 40
+    assert json.loads((tmp_path / "rate0.25-seed0" / "metrics.json").read_text())["config"]["sample_rate"] == 0.25
+
+
 def test_sweep_selects_on_validation_and_tests_once(tmp_path):
     result = run_script("sweep.py", *TINY_STUDY, "--scales", "8", "16", "--margins", "0.1", "0.3", "--folder", str(tmp_path))
     assert result.returncode == 0, result.stderr[-3000:]

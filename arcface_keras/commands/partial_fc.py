@@ -41,10 +41,14 @@ def main(argv=None):
         name = f"synthetic{args.num_classes}"
         folder = args.folder or os.path.join("saved_models", f"partial-fc-{name}")
         path = os.path.join(folder, f"{name}.npz")
+        base = dataclasses.replace(base, data=path)
+        for rate in args.rates:  # every setting checked before the data set is written
+            cli.run_or_explain(dataclasses.replace(base, sample_rate=rate).validate)
+        if os.path.exists(folder) and not os.path.isdir(folder):
+            parser.error(f"argument --folder: {folder!r} is a file, not a folder")
         if not os.path.exists(path):
             os.makedirs(folder, exist_ok=True)
             synthetic.many_classes(path, args.num_classes, train_per_class=args.train_per_class)
-        base = dataclasses.replace(base, data=path)
     else:
         folder = args.folder or os.path.join("saved_models", f"partial-fc-{data_name(args.dataset, args.data)}")
     summary = cli.run_or_explain(experiments.partial_fc, base, folder, tuple(args.rates), tuple(range(args.seeds)))
