@@ -158,27 +158,28 @@ def partial_phase(num_classes, rates, update, rounds):
 def partial_benchmark(classes, rates, rounds, memory_limited=500_000):
     """Gradients alone and with the update, each phase in a fresh process (so one phase's
     heads never share memory with the next). From `memory_limited` classes on, the
-    phase with the update times the exact head against one sampled rate at a time
-    (three heads with their optimizer state at 1,000,000 classes outgrow 24 GB)."""
+    phase with the update times each rate alone, one process after the other
+    (two heads with their optimizer state at 1,000,000 classes outgrow 24 GB)."""
     import subprocess
 
     rows = []
     for num_classes in classes:
         for update in (False, True):
-            groups = ([[1.0, rate] for rate in rates[1:]] if update and num_classes >= memory_limited else [rates])
+            groups = [[rate] for rate in rates] if update and num_classes >= memory_limited else [rates]
             seconds, ratios = {}, {}
             for group in groups:
                 code = (f"import sys, json; sys.argv = ['benchmark_head']; sys.path.insert(0, {os.path.dirname(__file__)!r}); "
                         f"import benchmark_head as b; print(json.dumps(b.partial_phase({num_classes}, {group}, {update}, "
                         f"{rounds})))")
                 done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+                if done.returncode == -9:  # the kernel's out-of-memory killer: the setting does not fit
+                    seconds.update({str(rate): None for rate in group})
+                    continue
                 if done.returncode:
                     raise RuntimeError(f"phase {num_classes}, {group}, update={update} failed:\n{done.stderr[-2000:]}")
-                medians = json.loads(done.stdout.strip().splitlines()[-1])
-                for rate, value in medians.items():
-                    ratios[rate] = value / medians["1.0"]
-                    if rate != "1.0" or "1.0" not in seconds:
-                        seconds[rate] = value
+                seconds.update(json.loads(done.stdout.strip().splitlines()[-1]))
+            ratios = {rate: value / seconds["1.0"] if value and seconds["1.0"] else None
+                      for rate, value in seconds.items()}
             row = {"classes": num_classes, "with_update": update, "seconds": seconds, "ratio_to_exact": ratios,
                    "interleaved": [[str(r) for r in group] for group in groups]}
             rows.append(row)
@@ -198,9 +199,19 @@ def peak_memory(num_classes, rate):
             "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss; "
             f"step = b.partial_step({num_classes}, {rate}, x, y, True); [b.time_once(step) for _ in range(3)]; "
             "after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss; print(after / 1024, (after - before) / 1024)")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    if done.returncode == -9:  # killed by the out-of-memory killer
+        return {"peak_mib": None, "growth_mib": None}
+    if done.returncode:
+        raise RuntimeError(f"memory of {num_classes} classes at rate {rate} failed:\n{done.stderr[-2000:]}")
     peak, growth = done.stdout.strip().splitlines()[-1].split()
     return {"peak_mib": float(peak), "growth_mib": float(growth)}
+
+
+def _cell(seconds, ratio):
+    if seconds is None:
+        return "out of memory"
+    return f"{seconds:.3f}" + (f" ({ratio:.2f}×)" if ratio is not None else "")
 
 
 def partial_markdown(rows, memory, rates):
@@ -209,20 +220,20 @@ def partial_markdown(rows, memory, rates):
              "| classes | step | " + " | ".join(f"r = {r}" for r in rates) + " |",
              "| --- | --- |" + " --- |" * len(rates)]
     for row in rows:
-        cells = [f"{row['seconds'][str(r)]:.3f} ({row['ratio_to_exact'][str(r)]:.2f}×)" for r in rates]
+        cells = [_cell(row["seconds"][str(r)], row["ratio_to_exact"][str(r)]) for r in rates]
         what = "forward + backward + SGD update" if row["with_update"] else "forward + backward"
         lines.append(f"| {row['classes']:,} | {what} | " + " | ".join(cells) + " |")
     paired = [row for row in rows if len(row.get("interleaved", [])) > 1]
     if paired:
         lines += ["", "Each row's rates were timed in one fresh process, interleaved round by round, except "
                   + ", ".join(f"{row['classes']:,} classes with the update" for row in paired)
-                  + ": there the exact head was timed against each sampled rate in its own process (three heads "
-                  "with their optimizer state do not fit in memory together); r = 1.0 shows the first pair's time."]
+                  + ": there each rate ran alone in its own process, one after the other (two heads with their "
+                  "optimizer state do not fit in 24 GB together), so that row's ratios are across processes."]
     if memory:
         lines += ["", f"Memory of a fresh process running 3 full steps at {memory['classes']:,} classes "
                   "(peak resident; in brackets its growth over the peak before the head was built): "
-                  + ", ".join(f"r = {r}: {m['peak_mib']:,.0f} MiB ({m['growth_mib']:,.0f} MiB)"
-                              for r, m in memory["mib"].items()) + "."]
+                  + ", ".join(f"r = {r}: {m['peak_mib']:,.0f} MiB ({m['growth_mib']:,.0f} MiB)" if m["peak_mib"]
+                              else f"r = {r}: killed, out of memory" for r, m in memory["mib"].items()) + "."]
     return "\n".join(lines) + "\n"
 
 

@@ -268,6 +268,33 @@ def test_cutout_fills_one_clipped_square_with_the_image_mean(rng):
     assert any(r < data.CUTOUT_SIZE for r, _ in sizes)  # and squares clipped at the border
 
 
+def test_batch_cutout_gives_each_image_its_own_square_and_mean(rng):
+    images = rng.integers(1, 256, size=(200, 32, 32, 3), dtype=np.uint8)
+    out = data.cut_out_batch(images, data.CUTOUT_SIZE).numpy()
+    corners = set()
+    for image, result in zip(images, out):
+        changed = np.any(result != image, axis=-1)
+        rows, cols = np.flatnonzero(changed.any(axis=1)), np.flatnonzero(changed.any(axis=0))
+        assert changed.sum() == len(rows) * len(cols) and len(rows) <= data.CUTOUT_SIZE >= len(cols)
+        mean = image.reshape(-1, 3).mean(axis=0).astype(np.uint8)
+        np.testing.assert_array_equal(result[changed], np.broadcast_to(mean, (changed.sum(), 3)))
+        corners.add((rows[0], cols[0]))
+    assert len(corners) > 50  # independent squares, not one square for the batch
+
+
+def test_batch_crop_flip_gives_each_image_its_own_offset_and_flip(rng):
+    images = rng.integers(1, 256, size=(128, 16, 16, 3), dtype=np.uint8)
+    out = data.batch_augmentation("crop-flip")(images).numpy()
+    seen = set()
+    for image, result in zip(images, out):
+        padded = np.pad(image, ((4, 4), (4, 4), (0, 0)))
+        matches = [(dy, dx, f) for dy in range(9) for dx in range(9) for f in (0, 1)
+                   if np.array_equal(result, padded[dy:dy + 16, dx:dx + 16][:, ::-1] if f else padded[dy:dy + 16, dx:dx + 16])]
+        assert len(matches) >= 1
+        seen.add(matches[0])
+    assert len(seen) > 40 and {m[2] for m in seen} == {0, 1}
+
+
 def test_crop_flip_cutout_pipeline_masks_each_augmented_image(rng):
     images = rng.integers(1, 256, size=(64, 32, 32, 3), dtype=np.uint8)
     dataset = data.make_dataset(images, np.arange(64), batch_size=64, training=True, augment="crop-flip-cutout",

@@ -29,7 +29,9 @@ from arcface_keras.data.pipelines import (  # noqa: F401
     augmentation,
     balanced_dataset,
     balanced_steps,
+    batch_augmentation,
     cut_out,
+    cut_out_batch,
     image_batches,
     make_dataset,
 )

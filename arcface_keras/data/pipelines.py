@@ -67,13 +67,13 @@ def make_dataset(images, labels, batch_size=100, training=False, augment=None, s
     if batch_size < 1:
         raise DataError(f"batch_size must be positive. Received: batch_size={batch_size}")
     dataset = _source(images, labels, training, seed, cache)
-    if training and augment:
-        transform = augmentation(augment)
-        dataset = dataset.map(lambda image, label: (transform(image), label), num_parallel_calls=tf.data.AUTOTUNE)
     dataset = dataset.batch(batch_size, drop_remainder=drop_remainder)
+    transform = batch_augmentation(augment) if training and augment else None
 
     def to_model_inputs(image, label):
-        image = tf.cast(image, tf.float32)
+        # Augmented a batch at a time: one vectorised op per step instead of one per image
+        # (per image, crop and flip cost a fifth of a fastnet step on two cores).
+        image = tf.cast(image if transform is None else transform(image), tf.float32)
         return ((image, label), label) if labels_as_input else (image, label)
 
     return dataset.map(to_model_inputs, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
@@ -95,6 +95,47 @@ def augmentation(name):
         return cut_out(image, CUTOUT_SIZE) if cutout else image
 
     return transform
+
+
+def batch_augmentation(name):
+    """`augmentation(name)` applied to a whole batch (B, H, W, C) at once, each
+    image with its own random crop offset, flip and Cutout square."""
+    import tensorflow as tf
+
+    if name not in AUGMENTATIONS:
+        raise DataError(f"augment must be one of {AUGMENTATIONS} or None. Received: augment={name!r}")
+    padding, flip = (2, False) if name == "shift" else (4, True)
+    cutout = name == "crop-flip-cutout"
+
+    def transform(images):
+        shape = tf.shape(images)
+        count, height, width = shape[0], shape[1], shape[2]
+        padded = tf.pad(images, [[0, 0], [padding, padding], [padding, padding], [0, 0]])
+        top = tf.random.uniform([count, 1], 0, 2 * padding + 1, dtype=tf.int32)
+        left = tf.random.uniform([count, 1], 0, 2 * padding + 1, dtype=tf.int32)
+        crops = tf.gather(padded, top + tf.range(height)[None, :], axis=1, batch_dims=1)
+        crops = tf.gather(crops, left + tf.range(width)[None, :], axis=2, batch_dims=1)
+        if flip:
+            mirrored = tf.random.uniform([count, 1, 1, 1]) < 0.5
+            crops = tf.where(mirrored, tf.reverse(crops, axis=[2]), crops)
+        return cut_out_batch(crops, CUTOUT_SIZE) if cutout else crops
+
+    return transform
+
+
+def cut_out_batch(images, size):
+    """`cut_out` for every image of a batch (B, H, W, C), each with its own square."""
+    import tensorflow as tf
+
+    shape = tf.shape(images)
+    center = tf.cast(tf.random.uniform([shape[0], 2]) * tf.cast(shape[1:3], tf.float32), tf.int32)
+    low, high = center - size // 2, center - size // 2 + size
+    rows, cols = tf.range(shape[1])[None, :], tf.range(shape[2])[None, :]
+    inside_rows = (rows >= low[:, :1]) & (rows < high[:, :1])
+    inside_cols = (cols >= low[:, 1:]) & (cols < high[:, 1:])
+    inside = inside_rows[:, :, None] & inside_cols[:, None, :]
+    mean = tf.cast(tf.reduce_mean(tf.cast(images, tf.float32), axis=[1, 2]), images.dtype)
+    return tf.where(inside[..., None], mean[:, None, None, :], images)
 
 
 def cut_out(image, size):
@@ -140,14 +181,14 @@ def balanced_dataset(images, labels, classes_per_batch, samples_per_class, seed=
     image_table = tf.constant(images if in_memory else images.paths.astype(str))
     label_table = tf.constant(labels.astype("int32"))
 
-    transform = augmentation(augment) if augment else None
+    transform = batch_augmentation(augment) if augment else None
 
     def gather(indices):
         batch = tf.gather(image_table, indices)
         if not in_memory:
             batch = tf.map_fn(images.decode, batch, fn_output_signature=tf.TensorSpec(images.image_shape, tf.uint8))
         if transform is not None:
-            batch = tf.map_fn(transform, batch)
+            batch = transform(batch)
         return tf.cast(batch, tf.float32), tf.gather(label_table, indices)
 
     size = classes_per_batch * samples_per_class
