@@ -13,8 +13,9 @@ Writes results/benchmark_train-<backbone>.json and .md.
 `--pipeline DATA` measures instead, in one process and interleaved: (a) the
 training step alone, `fit` on one batch held in memory, repeated; (b) the
 full input pipeline, `fit` on the training data of DATA through
-`data.make_dataset` (shuffle, augmentation, batching) — the pipeline's
-share is 1 − (b)/(a); and how close (b) runs to the machine: forward FLOPs
+`data.make_dataset` (shuffle, batching, augmentation a batch at a time) —
+the pipeline's share is 1 − (b)/(a) — and, with --augment, (c) the same
+pipeline augmenting image by image (a `map` per image); and how close (b) runs to the machine: forward FLOPs
 per image (TensorFlow's profiler on the frozen forward pass), a training
 step taken as 3× forward, times images/s, against the float32 matmul peak
 measured in the same run (a 2048² × 2048² `tf.matmul`):
@@ -109,6 +110,15 @@ def pipeline_report(args, argv):
     one_batch = next(iter(full))
     memory = tf.data.Dataset.from_tensors(one_batch).repeat()
     sources = {"step alone (one batch in memory)": memory, "full pipeline": full}
+    if args.augment:  # the same augmentation one image at a time, as the pipeline did before
+        transform = data_lib.augmentation(args.augment)
+        per_image = (tf.data.Dataset.from_tensor_slices((splits.x_train, splits.y_train.astype("int32")))
+                     .shuffle(len(splits.y_train), seed=0).repeat()
+                     .map(lambda image, label: (transform(image), label), num_parallel_calls=tf.data.AUTOTUNE)
+                     .batch(args.batch_size)
+                     .map(lambda image, label: ((tf.cast(image, tf.float32), label), label),
+                          num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE))
+        sources["full pipeline, augmenting image by image"] = per_image
     for dataset in sources.values():  # trace and warm up
         train_model.fit(dataset, epochs=1, steps_per_epoch=args.steps, verbose=0)
     rates = {name: [] for name in sources}
@@ -118,7 +128,7 @@ def pipeline_report(args, argv):
             train_model.fit(dataset, epochs=1, steps_per_epoch=args.steps, verbose=0)
             rates[name].append(args.steps * args.batch_size / (time.perf_counter() - start))
     medians = {name: statistics.median(r) for name, r in rates.items()}
-    alone, piped = medians.values()
+    alone, piped = medians["step alone (one batch in memory)"], medians["full pipeline"]
     flops = forward_flops(inference, shape)
     peak = matmul_peak()
     achieved = 3 * flops * piped
@@ -135,6 +145,8 @@ def pipeline_report(args, argv):
         "| measure | value |", "| --- | --- |",
         *[f"| images/s, {name} | {value:.0f} |" for name, value in medians.items()],
         f"| input pipeline's share of a step | {100 * report['pipeline_share']:.1f} % |",
+        *[f"| share, augmenting image by image | {100 * (1 - medians[name] / alone):.1f} % |"
+          for name in medians if "image by image" in name],
         f"| forward FLOPs per image | {flops / 1e6:.1f} M |",
         f"| training FLOP/s (3 × forward × images/s, full pipeline) | {achieved / 1e9:.1f} G |",
         f"| float32 matmul peak, measured | {peak / 1e9:.1f} G |",
