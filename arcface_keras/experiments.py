@@ -73,6 +73,17 @@ def _mean_std(values):
             "values": values.tolist()}
 
 
+def _seeded_cells(cells):
+    """Run every config of `cells` (name → configs over seeds), all checked first; return
+    ``(results, runs)``: per name the mean ± std of `SUMMARY_KEYS`, and the last cell's metrics."""
+    check_runs([config for configs in cells.values() for config in configs])
+    results = {}
+    for name, configs in cells.items():
+        runs = [run_once(config) for config in configs]
+        results[name] = {key: _mean_std([r[key] for r in runs]) for key in SUMMARY_KEYS}
+    return results, runs
+
+
 # ------------------------------------------------------------------ compare --
 def compare(base, folder, losses=COMPARE_LOSSES, seeds=(0, 1, 2)):
     """Train each loss with each seed on the same backbone, data and budget.
@@ -82,11 +93,7 @@ def compare(base, folder, losses=COMPARE_LOSSES, seeds=(0, 1, 2)):
     """
     cells = {loss: [dataclasses.replace(base, loss=loss, seed=seed, output=os.path.join(folder, f"{loss}-seed{seed}"))
                     for seed in seeds] for loss in losses}
-    check_runs([config for configs in cells.values() for config in configs])
-    results = {}
-    for loss, configs in cells.items():
-        runs = [run_once(config) for config in configs]
-        results[loss] = {key: _mean_std([r[key] for r in runs]) for key in SUMMARY_KEYS}
+    results, runs = _seeded_cells(cells)
     dataset = runs[0]["dataset"]
     summary = {"dataset": dataset, "seeds": list(seeds), "epochs": base.epochs, "backbone": base.backbone,
                "train_images": runs[0]["train_images"], "results": results}
@@ -402,11 +409,7 @@ def partial_fc(base, folder, rates=(1.0, 0.1), seeds=(0, 1, 2)):
     cells = {rate: [dataclasses.replace(base, sample_rate=rate, seed=seed,
                                         output=os.path.join(folder, f"rate{rate:g}-seed{seed}")) for seed in seeds]
              for rate in rates}
-    check_runs([config for configs in cells.values() for config in configs])
-    results = {}
-    for rate, configs in cells.items():
-        runs = [run_once(config) for config in configs]
-        results[f"{rate:g}"] = {key: _mean_std([r[key] for r in runs]) for key in SUMMARY_KEYS}
+    results, runs = _seeded_cells({f"{rate:g}": configs for rate, configs in cells.items()})
     summary = {"dataset": runs[0]["dataset"], "loss": base.loss, "seeds": list(seeds), "epochs": base.epochs,
                "backbone": base.backbone, "classes": len(runs[0]["train_class_counts"]), "train_images": runs[0]["train_images"],
                "batch_size": base.batch_size, "results": results}

@@ -29,6 +29,7 @@ __all__ = [
 ]
 
 _EPSILON = 1e-12  # floor under squared norms: zero vectors stay finite.
+MASKED_LOGIT = -1e9  # Partial FC: a row's own class among the sampled columns (its target is column 0)
 
 
 def _as_margin(name, value, num_classes, low, high, high_inclusive=False):
@@ -131,7 +132,7 @@ class AngularMarginLayer(keras.layers.Layer):
             labels returns *partial logits* ``(B, 1 + S)``: column 0 holds
             each row's target logit (margin applied), the other S columns
             the sampled classes' logits, the row's own class masked to
-            ``−1e9``; train them with `losses.PartialFCCrossentropy` (the
+            `MASKED_LOGIT` (−1e9); train them with `losses.PartialFCCrossentropy` (the
             same softmax cross-entropy with the target at column 0). The
             centers are then stored one per row (`center_rows`,
             ``(C·K, D)``; `kernel` is its transposed view), so that only
@@ -367,7 +368,7 @@ class AngularMarginLayer(keras.layers.Layer):
         target = self._target_cosine(embeddings, true_centers, labels)
         batch = ops.arange(ops.shape(labels)[0], dtype="int32")
         others = ops.scatter_update(logits, ops.stack([batch, positions], axis=1),
-                                    ops.full_like(target, -1e9))
+                                    ops.full_like(target, MASKED_LOGIT))
         return ops.concatenate([ops.expand_dims(scale * target, 1), others], axis=1)
 
     def _sample_classes(self, labels):

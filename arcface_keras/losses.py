@@ -8,6 +8,8 @@ their semantics, in `keras.ops`, so migrating users get the same numbers.
 import keras
 from keras import ops
 
+from arcface_keras.layers import MASKED_LOGIT
+
 MININGS = ("semi-hard", "hard")
 DISTANCES = ("squared-l2", "l2", "angular")
 
@@ -129,8 +131,8 @@ class PartialFCCrossentropy(keras.losses.Loss):
 
     def call(self, y_true, y_pred):
         logits = ops.cast(y_pred, "float32")
-        # The masked own-class column (−1e9) is left out of the smoothing term.
-        return _smoothed(logits, 0, self.label_smoothing, ops.cast(logits > -1e8, "float32"))
+        # The masked own-class column is left out of the smoothing term.
+        return _smoothed(logits, 0, self.label_smoothing, ops.cast(logits > MASKED_LOGIT / 10, "float32"))
 
     def get_config(self):
         return {**super().get_config(), "label_smoothing": self.label_smoothing}

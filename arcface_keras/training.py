@@ -83,8 +83,7 @@ def _train(config, worker):
     try:
         if state == "trained":  # training finished before a kill: evaluate and export only
             run_folder.prepare(folder, state, config_record(config))
-            train_model = keras.models.load_model(os.path.join(folder, run_folder.MODEL))
-            inference = models.inference_model(train_model, flip_test=config.flip_test)
+            train_model, inference = _saved_models(config, folder)
             with open(os.path.join(folder, run_folder.TRAINED)) as file:
                 extra = json.load(file)
         else:
@@ -97,14 +96,19 @@ def _train(config, worker):
                     distributed.barrier(worker)  # waits while the chief evaluates and exports
                     return None
                 try:  # the chief goes on with a copy outside the strategy: no collective op from here on
-                    train_model = keras.models.load_model(os.path.join(folder, run_folder.MODEL))
-                    inference = models.inference_model(train_model, flip_test=config.flip_test)
+                    train_model, inference = _saved_models(config, folder)
                     return _evaluate(config, folder, splits, train_model, inference, extra)
                 finally:
                     distributed.barrier(worker)
         return _evaluate(config, folder, splits, train_model, inference, extra)
     finally:
         keras.mixed_precision.set_dtype_policy(previous_policy)
+
+
+def _saved_models(config, folder):
+    """The run's ``model.keras`` and its inference model, built outside any strategy."""
+    train_model = keras.models.load_model(os.path.join(folder, run_folder.MODEL))
+    return train_model, models.inference_model(train_model, flip_test=config.flip_test)
 
 
 def _evaluate(config, folder, splits, train_model, inference, extra):

@@ -139,20 +139,59 @@ def partial_step(num_classes, rate, x, y, update):
     return step
 
 
-def partial_phase(num_classes, rates, update, rounds):
-    """Median seconds per step of each rate in `rates` (1.0 first), interleaved round by round."""
-    rng = np.random.default_rng(0)
-    x = rng.normal(size=(BATCH, DIM)).astype("float32")
-    y = rng.integers(0, num_classes, size=BATCH).astype("int32")
-    steps = {rate: partial_step(num_classes, rate, x, y, update) for rate in rates}
-    for step in steps.values():  # trace and warm up
+def interleaved_medians(steps, rounds):
+    """Median seconds of each step of `steps` (name → step), after two warm-up calls each,
+    timed round by round in turn so machine noise hits every contender alike."""
+    for step in steps.values():  # trace, compile, warm caches
         time_once(step)
         time_once(step)
-    times = {rate: [] for rate in steps}
+    times = {name: [] for name in steps}
     for _ in range(rounds):
-        for rate, step in steps.items():
-            times[rate].append(time_once(step))
-    return {str(rate): statistics.median(t) for rate, t in times.items()}
+        for name, step in steps.items():
+            times[name].append(time_once(step))
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
+def _batch(num_classes):
+    rng = np.random.default_rng(0)
+    return (rng.normal(size=(BATCH, DIM)).astype("float32"),
+            rng.integers(0, num_classes, size=BATCH).astype("int32"))
+
+
+def partial_phase(num_classes, rates, update, rounds):
+    """Median seconds per step of each rate in `rates`, interleaved round by round."""
+    x, y = _batch(num_classes)
+    medians = interleaved_medians({rate: partial_step(num_classes, rate, x, y, update) for rate in rates}, rounds)
+    return {str(rate): value for rate, value in medians.items()}
+
+
+def memory_of(num_classes, rate):
+    """Peak resident memory (MiB) of this process over 3 full steps at `rate`, and its growth over
+    the peak before the head was built (TensorFlow and the data alone)."""
+    import resource
+
+    x, y = _batch(num_classes)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    step = partial_step(num_classes, rate, x, y, True)
+    for _ in range(3):
+        time_once(step)
+    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return {"peak_mib": after / 1024, "growth_mib": (after - before) / 1024}
+
+
+def _in_fresh_process(call):
+    """The JSON result of `call` (Python source calling this module as `b`) run in a fresh
+    process, or None when the kernel's out-of-memory killer stopped it (the setting does not fit)."""
+    import subprocess
+
+    code = (f"import sys, json; sys.argv = ['benchmark_head']; sys.path.insert(0, {os.path.dirname(__file__)!r}); "
+            f"import benchmark_head as b; print(json.dumps({call}))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    if done.returncode == -9:
+        return None
+    if done.returncode:
+        raise RuntimeError(f"{call} failed:\n{done.stderr[-2000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def partial_benchmark(classes, rates, rounds, memory_limited=500_000):
@@ -160,24 +199,14 @@ def partial_benchmark(classes, rates, rounds, memory_limited=500_000):
     heads never share memory with the next). From `memory_limited` classes on, the
     phase with the update times each rate alone, one process after the other
     (two heads with their optimizer state at 1,000,000 classes outgrow 24 GB)."""
-    import subprocess
-
     rows = []
     for num_classes in classes:
         for update in (False, True):
             groups = [[rate] for rate in rates] if update and num_classes >= memory_limited else [rates]
-            seconds, ratios = {}, {}
+            seconds = {}
             for group in groups:
-                code = (f"import sys, json; sys.argv = ['benchmark_head']; sys.path.insert(0, {os.path.dirname(__file__)!r}); "
-                        f"import benchmark_head as b; print(json.dumps(b.partial_phase({num_classes}, {group}, {update}, "
-                        f"{rounds})))")
-                done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-                if done.returncode == -9:  # the kernel's out-of-memory killer: the setting does not fit
-                    seconds.update({str(rate): None for rate in group})
-                    continue
-                if done.returncode:
-                    raise RuntimeError(f"phase {num_classes}, {group}, update={update} failed:\n{done.stderr[-2000:]}")
-                seconds.update(json.loads(done.stdout.strip().splitlines()[-1]))
+                medians = _in_fresh_process(f"b.partial_phase({num_classes}, {group}, {update}, {rounds})")
+                seconds.update(medians or {str(rate): None for rate in group})
             ratios = {rate: value / seconds["1.0"] if value and seconds["1.0"] else None
                       for rate, value in seconds.items()}
             row = {"classes": num_classes, "with_update": update, "seconds": seconds, "ratio_to_exact": ratios,
@@ -188,24 +217,8 @@ def partial_benchmark(classes, rates, rounds, memory_limited=500_000):
 
 
 def peak_memory(num_classes, rate):
-    """Peak resident memory (MiB) of a fresh process running 3 full steps at `rate`, and its growth over
-    the process's peak before the head was built (TensorFlow and the data alone)."""
-    import subprocess
-
-    code = (f"import sys; sys.argv = ['benchmark_head']; sys.path.insert(0, {os.path.dirname(__file__)!r}); "
-            "import numpy as np, resource, benchmark_head as b; rng = np.random.default_rng(0); "
-            f"x = rng.normal(size=(b.BATCH, b.DIM)).astype('float32'); "
-            f"y = rng.integers(0, {num_classes}, size=b.BATCH).astype('int32'); "
-            "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss; "
-            f"step = b.partial_step({num_classes}, {rate}, x, y, True); [b.time_once(step) for _ in range(3)]; "
-            "after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss; print(after / 1024, (after - before) / 1024)")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    if done.returncode == -9:  # killed by the out-of-memory killer
-        return {"peak_mib": None, "growth_mib": None}
-    if done.returncode:
-        raise RuntimeError(f"memory of {num_classes} classes at rate {rate} failed:\n{done.stderr[-2000:]}")
-    peak, growth = done.stdout.strip().splitlines()[-1].split()
-    return {"peak_mib": float(peak), "growth_mib": float(growth)}
+    """`memory_of` in a fresh process; None values when it ran out of memory."""
+    return _in_fresh_process(f"b.memory_of({num_classes}, {rate})") or {"peak_mib": None, "growth_mib": None}
 
 
 def _cell(seconds, ratio):
@@ -278,15 +291,7 @@ def benchmark(classes, rounds):
     for num_classes in classes:
         x = rng.normal(size=(BATCH, DIM)).astype("float32")
         y = rng.integers(0, num_classes, size=BATCH).astype("int32")
-        steps = {name: make(num_classes, x, y) for name, make in contenders.items()}
-        for step in steps.values():  # trace, compile, warm caches
-            time_once(step)
-            time_once(step)
-        times = {name: [] for name in steps}
-        for _ in range(rounds):
-            for name, step in steps.items():
-                times[name].append(time_once(step))
-        medians = {name: statistics.median(t) for name, t in times.items()}
+        medians = interleaved_medians({name: make(num_classes, x, y) for name, make in contenders.items()}, rounds)
         row = {"classes": num_classes, "seconds": medians}
         row["ratio_to_dense"] = {name: medians[name] / medians["dense"] for name in medians}
         if "pml_torch" in medians:
