@@ -11,6 +11,7 @@ import keras
 from keras import layers
 
 from arcface_keras import pretrained
+from arcface_keras.whitening import Dirac, PatchWhitening
 
 from arcface_keras.config import BACKBONES, OWN_BACKBONES  # noqa: E402,F401  (names live in the Keras-free config)
 
@@ -120,35 +121,67 @@ def resnet(input_shape, embedding_dim=128, depth=20, width=16, bn_momentum=0.9, 
     return keras.Model(images, _embedding(x, embedding_dim, bn_momentum, embedding_bn), name="backbone")
 
 
-def fastnet(input_shape, embedding_dim=128, widths=(32, 128, 256), stem=24, bn_momentum=0.9, embedding_bn=True):
+def fastnet(input_shape, embedding_dim=128, widths=(32, 128, 256), stem=24, bn_momentum=0.9, embedding_bn=True,
+            whiten=0, activation="relu", dirac=False, bn_scale=True):
     """A compact VGG-style net chosen for accuracy per second of CPU.
 
     After the designs of fast CIFAR-10 training (Page's ResNet-9, Jordan's
     airbench): a 3×3 stem, then per block 3×3 conv → 2×2 max pooling →
-    batch norm → ReLU → 3×3 conv → batch norm → ReLU, global max pooling,
-    then the embedding. Few, wide layers on shrinking maps: with the default
-    widths it has 4× the parameters of ResNet-20 and trains as fast on a
-    2-core CPU (measured in the README).
+    batch norm → activation → 3×3 conv → batch norm → activation, global max
+    pooling, then the embedding. Few, wide layers on shrinking maps: with the
+    default widths it has 4× the parameters of ResNet-20 and trains as fast
+    on a 2-core CPU (measured in the README). The last four options are
+    airbench's; docs/recipes.md measures each.
 
     Args:
         input_shape: (H, W, C) of the images.
         embedding_dim: embedding size. Defaults to `128`.
         widths: filters of each block. Defaults to `(32, 128, 256)`.
-        stem: filters of the stem convolution. Defaults to `24`.
+        stem: filters of the stem convolution (unused with `whiten`). Defaults to `24`.
         bn_momentum: batch-norm momentum. Defaults to `0.9`.
         embedding_bn: batch-normalise the embedding. Defaults to `True`.
+        whiten: k > 0 replaces the stem by a k×k patch-whitening convolution
+            (`whitening.PatchWhitening`, fixed filters from the training
+            images) and the activation. Defaults to `0` (off).
+        activation: "relu" or "gelu". Defaults to `"relu"`.
+        dirac: start the 3×3 convolutions as the identity on their first
+            channels (`whitening.Dirac`). Defaults to `False`.
+        bn_scale: batch norm learns a scale γ (False: only the shift β). Defaults to `True`.
     """
+    if activation not in ("relu", "gelu"):
+        raise ValueError(f"`activation` must be 'relu' or 'gelu'. Received: activation={activation!r}")
+    if not isinstance(whiten, int) or isinstance(whiten, bool) or whiten < 0:
+        raise ValueError(f"`whiten` must be an integer ≥ 0 (0: off). Received: whiten={whiten!r}")
+    unit = dict(momentum=bn_momentum, activation=activation, dirac=dirac, bn_scale=bn_scale)
     images = keras.Input(input_shape, name="image")
-    x = _conv_bn_relu(images, stem, "stem", momentum=bn_momentum)
+    if whiten:
+        x = PatchWhitening(whiten, name="whiten")(images)
+        x = _activation(x, activation, "whiten")
+    else:
+        x = _conv_bn_act(images, stem, "stem", **unit)
     for block, filters in enumerate(widths, start=1):
-        x = layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"block{block}_a_conv")(x)
+        x = layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"block{block}_a_conv",
+                          kernel_initializer=Dirac() if dirac else "glorot_uniform")(x)
         if x.shape[1] > 1 and x.shape[2] > 1:
             x = layers.MaxPooling2D(2, name=f"block{block}_pool")(x)
-        x = layers.BatchNormalization(momentum=bn_momentum, name=f"block{block}_a_bn")(x)
-        x = layers.ReLU(name=f"block{block}_a_relu")(x)
-        x = _conv_bn_relu(x, filters, f"block{block}_b", momentum=bn_momentum)
+        x = layers.BatchNormalization(momentum=bn_momentum, scale=bn_scale, name=f"block{block}_a_bn")(x)
+        x = _activation(x, activation, f"block{block}_a")
+        x = _conv_bn_act(x, filters, f"block{block}_b", **unit)
     x = layers.GlobalMaxPooling2D(name="pool")(x)
     return keras.Model(images, _embedding(x, embedding_dim, bn_momentum, embedding_bn), name="backbone")
+
+
+def _activation(x, activation, name):
+    if activation == "relu":  # the layer name every stored relu model has
+        return layers.ReLU(name=f"{name}_relu")(x)
+    return layers.Activation(activation, name=f"{name}_{activation}")(x)
+
+
+def _conv_bn_act(x, filters, name, momentum, activation, dirac, bn_scale):
+    x = layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"{name}_conv",
+                      kernel_initializer=Dirac() if dirac else "glorot_uniform")(x)
+    x = layers.BatchNormalization(momentum=momentum, scale=bn_scale, name=f"{name}_bn")(x)
+    return _activation(x, activation, name)
 
 
 _BUILDERS = {"network": network, "resnet": resnet, "fastnet": fastnet}

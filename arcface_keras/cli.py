@@ -58,12 +58,16 @@ def add_training_arguments(parser, exclude=(), **default_overrides):
         "sample_rate": dict(type=float, help="Partial FC: each step scores the batch's classes plus random others, "
                                              "this share of all classes (1.0: the exact head; SGD only)"),
         "flip_test": "boolean:validate, test and export with the flip test (embeddings of image and mirror image averaged)",
+        "translate_test": "boolean:validate, test and export also averaging one-pixel shifts up-left and down-right "
+                          "(with --flip-test: 6 views)",
         "margin_warmup_epochs": dict(type=float),
         "optimizer": dict(choices=training.OPTIMIZERS),
         "lr": dict(type=float, help="peak learning rate (default: 0.05 for sgd, 0.001 for adam)"),
         "momentum": dict(type=float, help="SGD (Nesterov) momentum"),
         "weight_decay": dict(type=float, help="decoupled: each step w ← w − lr·weight_decay·w"),
         "decay_batch_norm": "boolean:also decay batch-norm γ and β",
+        "bn_bias_lr_factor": dict(type=float, help="sgd: learning-rate factor of the batch-norm shifts β "
+                                                   "(weight decay unchanged)"),
         "lr_warmup_epochs": dict(type=float),
         "label_smoothing": dict(type=float, help="ε: the target is 1 − ε on the label and ε / C on every class"),
         "ema_momentum": dict(type=float, help="> 0: keep an exponential moving average of the weights (e.g. 0.99) "

@@ -60,6 +60,8 @@ class TrainConfig:
     sample_rate: float = 1.0
     # Evaluate and export with the flip test (embedding of image and mirror averaged).
     flip_test: bool = False
+    # Also average one-pixel shifts up-left and down-right (with flip_test: 6 views, airbench's TTA).
+    translate_test: bool = False
     margin_warmup_epochs: float = 1.0
     optimizer: str = "sgd"
     lr: float | None = None  # None: DEFAULT_LR[optimizer]
@@ -67,6 +69,7 @@ class TrainConfig:
     # Keras' decoupled decay: each step w ← w − lr·weight_decay·w, outside the momentum.
     weight_decay: float = 5e-4
     decay_batch_norm: bool = True  # False: batch-norm γ and β are not decayed
+    bn_bias_lr_factor: float = 1.0  # SGD: learning-rate factor of the batch-norm shifts β (decay unchanged)
     lr_warmup_epochs: float = 1.0
     label_smoothing: float = 0.0  # softmax and margin heads: target 1 − ε on the label, ε / C on every class
     ema_momentum: float = 0.0  # > 0: train with an exponential moving average of the weights, kept at the end
@@ -117,12 +120,14 @@ class TrainConfig:
             ("easy_margin", isinstance(self.easy_margin, bool), "True or False"),
             ("sample_rate", _number(self.sample_rate, 0, 1, low_open=True), "in (0, 1]"),
             ("flip_test", isinstance(self.flip_test, bool), "True or False"),
+            ("translate_test", isinstance(self.translate_test, bool), "True or False"),
             ("margin_warmup_epochs", _number(self.margin_warmup_epochs, 0, math.inf), "a number ≥ 0"),
             ("optimizer", self.optimizer in OPTIMIZERS, f"one of {OPTIMIZERS}"),
             ("lr", self.lr is None or _number(self.lr, 0, math.inf, low_open=True), "a positive number"),
             ("momentum", _number(self.momentum, 0, 1, high_open=True), "in [0, 1)"),
             ("weight_decay", _number(self.weight_decay, 0, math.inf), "a number ≥ 0"),
             ("decay_batch_norm", isinstance(self.decay_batch_norm, bool), "True or False"),
+            ("bn_bias_lr_factor", _number(self.bn_bias_lr_factor, 0, math.inf, low_open=True), "a positive number"),
             ("lr_warmup_epochs", _number(self.lr_warmup_epochs, 0, math.inf), "a number ≥ 0"),
             ("label_smoothing", _number(self.label_smoothing, 0, 1, high_open=True), "in [0, 1)"),
             ("ema_momentum", _number(self.ema_momentum, 0, 1, high_open=True), "in [0, 1) (0: off)"),
@@ -173,6 +178,10 @@ class TrainConfig:
         if self.sample_rate < 1 and self.loss not in ("arcface", "cosface", "sphereface"):
             raise UserInputError(f"--sample-rate (Partial FC) needs a margin head: loss arcface, cosface or sphereface. "
                                  f"Received: loss={self.loss!r}, sample_rate={self.sample_rate!r}")
+        if self.bn_bias_lr_factor != 1 and self.optimizer != "sgd":
+            raise UserInputError(f"--bn-bias-lr-factor scales SGD steps; with Adam a gradient factor does not change "
+                                 f"the step. Received: optimizer={self.optimizer!r}, "
+                                 f"bn_bias_lr_factor={self.bn_bias_lr_factor!r}")
         if self.sample_rate < 1 and self.optimizer != "sgd":
             raise UserInputError(f"--sample-rate (Partial FC) updates only the sampled centers with SGD; Adam would "
                                  f"move every center each step. Received: optimizer={self.optimizer!r}")
@@ -210,7 +219,8 @@ UNUSED_FIELDS = {"softmax": _MARGIN_HEAD_FIELDS + ("margin",), "triplet": _MARGI
 
 # Fields whose value here means what runs made before the field existed did: a
 # stored config without them is the same run, so the key leaves them out at it.
-DEFAULT_OMITTED = {"sample_rate": 1.0, "label_smoothing": 0.0, "ema_momentum": 0.0}
+DEFAULT_OMITTED = {"sample_rate": 1.0, "label_smoothing": 0.0, "ema_momentum": 0.0, "translate_test": False,
+                   "bn_bias_lr_factor": 1.0}
 
 
 # Config fields stored under an older name in run folders: old → new.

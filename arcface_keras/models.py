@@ -37,6 +37,7 @@ def build_models(
     easy_margin=False,
     backbone_options=None,
     flip_test=False,
+    translate_test=False,
     weights=None,
     latent_dim=None,
     sample_rate=1.0,
@@ -65,6 +66,7 @@ def build_models(
         easy_margin: the margin head's `easy_margin`. Defaults to `False`.
         backbone_options: extra keyword arguments of the backbone.
         flip_test: the inference model uses the flip test (see `inference_model`).
+        translate_test: the inference model adds one-pixel shifts (see `inference_model`).
         weights: of a pretrained backbone: ``imagenet`` (its default), ``none``
             or a ``.weights.h5`` path. Pretrained backbones take raw pixels:
             `mean` and `std` are then not applied.
@@ -101,7 +103,7 @@ def build_models(
                                   easy_margin=easy_margin, name="head", **options)
         labels = keras.Input((), dtype="int32", name="label")
         train_model = keras.Model([images, labels], head([embeddings, labels]), name=loss)
-    return train_model, inference_model(train_model, flip_test=flip_test)
+    return train_model, inference_model(train_model, flip_test=flip_test, translate_test=translate_test)
 
 
 @keras.saving.register_keras_serializable(package="arcface_keras")
@@ -112,7 +114,27 @@ class HorizontalFlip(layers.Layer):
         return keras.ops.flip(images, axis=2)
 
 
-def inference_model(train_model, flip_test=False):
+@keras.saving.register_keras_serializable(package="arcface_keras")
+class Translate(layers.Layer):
+    """Shift (B, H, W, C) images by `offset` pixels down and right (negative: up and left),
+    filling the border by reflection (for test-time augmentation)."""
+
+    def __init__(self, offset=1, **kwargs):
+        super().__init__(**kwargs)
+        self.offset = int(offset)
+
+    def call(self, images):
+        pad = abs(self.offset)
+        padded = keras.ops.pad(images, [[0, 0], [pad, pad], [pad, pad], [0, 0]], mode="reflect")
+        start = pad - self.offset
+        height, width = images.shape[1], images.shape[2]
+        return padded[:, start:start + height, start:start + width, :]
+
+    def get_config(self):
+        return {**super().get_config(), "offset": self.offset}
+
+
+def inference_model(train_model, flip_test=False, translate_test=False):
     """The label-free model of a training model: images → embedding, probabilities.
 
     Args:
@@ -120,19 +142,51 @@ def inference_model(train_model, flip_test=False):
         flip_test: average the backbone's embedding of each image with that of
             its mirror image before the head, as in the ArcFace paper's
             evaluation. Costs two backbone passes. Defaults to `False`.
+        translate_test: also embed the image shifted by one pixel up-left and
+            down-right (airbench's test-time augmentation): the embedding is
+            ½ unshifted + ¼ each shift (each with its mirror under
+            `flip_test`). Costs 3× the passes. Defaults to `False`.
     """
     images = train_model.inputs[0]
     normalize, backbone = train_model.get_layer("normalize"), train_model.get_layer("backbone")
-    embeddings = backbone(normalize(images))
-    if flip_test:
-        mirrored = backbone(normalize(HorizontalFlip(name="flip")(images)))
-        embeddings = layers.Average(name="flip_average")([embeddings, mirrored])
+
+    def views(pixels, name):
+        embedding = backbone(normalize(pixels))
+        if not flip_test:
+            return embedding
+        mirrored = backbone(normalize(HorizontalFlip(name=f"{name}flip")(pixels)))
+        return layers.Average(name=f"{name}flip_average")([embedding, mirrored])
+
+    embeddings = views(images, "")
+    if translate_test:
+        shifted = [views(Translate(offset, name=f"translate{sign}")(images), f"translate{sign}_")
+                   for offset, sign in ((-1, "_up"), (1, "_down"))]
+        shifted = layers.Average(name="translate_average")(shifted)
+        embeddings = layers.Average(name="tta_average")([embeddings, shifted])
     logits = train_model.get_layer("head")(embeddings)
     outputs = {
         "embedding": layers.UnitNormalization(dtype="float32", name="embedding")(embeddings),
         "probabilities": layers.Softmax(dtype="float32", name="probabilities")(logits),
     }
     return keras.Model(images, outputs, name="inference")
+
+
+def adapt_whitening(train_model, images, count=5000):
+    """Fit every `PatchWhitening` layer of the backbone to the first `count` training images.
+
+    Returns whether the backbone has one. The images go through the model's
+    normalisation first, as in training.
+    """
+    from arcface_keras.whitening import PatchWhitening
+
+    backbone = train_model.get_layer("backbone")
+    whitening = [layer for layer in backbone.layers if isinstance(layer, PatchWhitening)]
+    if not whitening:
+        return False
+    normalized = keras.ops.convert_to_numpy(train_model.get_layer("normalize")(np.asarray(images[:count], "float32")))
+    for layer in whitening:  # the first layer of the backbone: it sees the normalised images
+        layer.adapt(normalized)
+    return True
 
 
 def embedding_model(train_model):

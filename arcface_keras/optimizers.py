@@ -1,4 +1,10 @@
-"""`PartialSGD`: SGD that leaves the rows a step did not sample untouched.
+"""`SGD` with per-variable learning-rate factors, and `PartialSGD`, which
+also leaves the rows a step did not sample untouched.
+
+`SGD.scale_learning_rate` multiplies the gradient of some variables (e.g.
+batch-norm shifts, airbench's "bias scaler"): with momentum SGD that is
+exactly a larger learning rate for them, while Keras' decoupled weight
+decay (``w ← w − lr·weight_decay·w``) stays as it was.
 
 Partial FC's head gathers the sampled class centers by rows, so TensorFlow
 hands their gradient over as ``tf.IndexedSlices``. Keras' SGD densifies it:
@@ -15,7 +21,23 @@ import tensorflow as tf
 
 
 @keras.saving.register_keras_serializable(package="arcface_keras")
-class PartialSGD(keras.optimizers.SGD):
+class SGD(keras.optimizers.SGD):
+    """`keras.optimizers.SGD` whose learning rate can be larger for chosen variables."""
+
+    def scale_learning_rate(self, variables, factor):
+        """Multiply the step of each of `variables` by `factor` (weight decay unchanged)."""
+        self._lr_factors = {**getattr(self, "_lr_factors", {}), **{self._var_key(v): float(factor) for v in variables}}
+        return self
+
+    def update_step(self, gradient, variable, learning_rate):
+        factor = getattr(self, "_lr_factors", {}).get(self._var_key(variable), 1.0)
+        if factor != 1.0:
+            gradient = gradient * tf.cast(factor, gradient.dtype)
+        return super().update_step(gradient, variable, learning_rate)
+
+
+@keras.saving.register_keras_serializable(package="arcface_keras")
+class PartialSGD(SGD):
     """`keras.optimizers.SGD` with lazy (row-sparse) updates for ``tf.IndexedSlices`` gradients.
 
     Same arguments as `keras.optimizers.SGD`. Variables that receive sparse

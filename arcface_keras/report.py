@@ -120,12 +120,13 @@ def render(metrics, name):
     return "\n".join(lines)
 
 
-def evaluate_folder(folder, flip_test=False):
+def evaluate_folder(folder, flip_test=False, translate_test=False):
     """Recompute the evaluation of a saved run folder from its files.
 
     With `flip_test` the model averages each test image's embedding with its
     mirror image's; that evaluation goes to ``<folder>/flip_test/`` and leaves
-    the run's own numbers untouched.
+    the run's own numbers untouched. With `translate_test` it also averages
+    one-pixel shifts (`models.inference_model`), into ``<folder>/tta/``.
     """
     if not os.path.isdir(folder):
         raise RunFolderError(f"run folder {folder!r} does not exist or is not a folder.")
@@ -151,9 +152,17 @@ def evaluate_folder(folder, flip_test=False):
     keep = {k: previous[k] for k in ("dataset", "loss", "epochs", "train_seconds", "seconds_per_epoch", "train_images",
                                      "images_per_second", "precision_policy", "val_accuracy", "train_class_counts", "class_names", "data", "calibration",
                                      "config") if k in previous}
-    if flip_test:
-        folder = os.path.join(folder, "flip_test")
+    subfolder = evaluation_subfolder(flip_test, translate_test)
+    if subfolder:
+        folder = os.path.join(folder, subfolder)
         os.makedirs(folder, exist_ok=True)
-        keep["flip_test"] = True
-    inference = models.inference_model(train_model, flip_test=flip_test or config.get("flip_test", False))
+        keep.update(flip_test=flip_test, translate_test=translate_test)
+    inference = models.inference_model(train_model, flip_test=flip_test or config.get("flip_test", False),
+                                       translate_test=translate_test or config.get("translate_test", False))
     return evaluate_run(folder, train_model, splits, settings[5], extra=keep, inference=inference)
+
+
+def evaluation_subfolder(flip_test, translate_test):
+    """Where `evaluate_folder` writes an evaluation the run did not ask for:
+    ``tta`` (with one-pixel shifts), ``flip_test``, or "" (the run's own)."""
+    return "tta" if translate_test else "flip_test" if flip_test else ""

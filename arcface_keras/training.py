@@ -47,7 +47,7 @@ from arcface_keras.errors import TrainingDiverged, UserInputError
 from arcface_keras.io import write_json_atomic
 from arcface_keras.layers import MarginScheduler, linear_ramp, margins_from_class_counts
 from arcface_keras.losses import PartialFCCrossentropy, SmoothedSparseCrossentropy, TripletLoss, partial_fc_accuracy
-from arcface_keras.optimizers import PartialSGD
+from arcface_keras.optimizers import SGD, PartialSGD
 
 def train(config):
     """Train, evaluate and export one model; return the metrics dict.
@@ -108,7 +108,8 @@ def _train(config, worker):
 def _saved_models(config, folder):
     """The run's ``model.keras`` and its inference model, built outside any strategy."""
     train_model = keras.models.load_model(os.path.join(folder, run_folder.MODEL))
-    return train_model, models.inference_model(train_model, flip_test=config.flip_test)
+    return train_model, models.inference_model(train_model, flip_test=config.flip_test,
+                                                translate_test=config.translate_test)
 
 
 def _evaluate(config, folder, splits, train_model, inference, extra):
@@ -132,6 +133,8 @@ def _compiled(config, splits, worker=None):
         optimizer = make_optimizer(config, plan.steps_per_epoch)
         if config.sample_rate < 1:
             optimizer.exclude_sparse(train_model)
+        if config.bn_bias_lr_factor != 1:
+            optimizer.scale_learning_rate(batch_norm_shifts(train_model), config.bn_bias_lr_factor)
         if pretrained.is_pretrained(config.backbone):
             optimizer.exclude_from_weight_decay(var_list=pretrained.pretrained_variables(train_model))
         plan.model.compile(optimizer=optimizer, loss=plan.loss, metrics=plan.metrics, jit_compile=config.jit_compile)
@@ -167,11 +170,12 @@ def _build_models(config, splits):
         margin = margins_from_class_counts(np.bincount(splits.y_train, minlength=splits.num_classes).clip(1), top)
     fixed_centers = resolve_fixed_centers(config, splits.num_classes)
     try:
-        return models.build_models(
+        built = models.build_models(
             splits.num_classes, splits.image_shape, splits.mean, splits.std,
             loss=config.loss, backbone=config.backbone, embedding_dim=config.embedding_dim, scale=config.scale,
             margin=margin, sub_centers=config.sub_centers, fixed_centers=fixed_centers,
             easy_margin=config.easy_margin, backbone_options=config.backbone_options, flip_test=config.flip_test,
+            translate_test=config.translate_test,
             weights=config.weights, sample_rate=config.sample_rate, seed=config.seed,
         )
     except (TypeError, ValueError) as error:
@@ -179,6 +183,8 @@ def _build_models(config, splits):
             f"cannot build the {config.backbone} model with these settings "
             f"(--backbone-options {json.dumps(config.backbone_options)}): {error}"
         ) from None
+    models.adapt_whitening(built[0], splits.x_train)
+    return built
 
 
 def _fit(config, folder, splits, plan, train_model, inference, worker=None):
@@ -379,11 +385,17 @@ def make_optimizer(config, steps_per_epoch):
     if config.optimizer == "adam":
         optimizer = keras.optimizers.AdamW(schedule, weight_decay=config.weight_decay, **ema)
     else:
-        sgd = PartialSGD if config.sample_rate < 1 else keras.optimizers.SGD  # PartialSGD: row-sparse center updates
+        sgd = PartialSGD if config.sample_rate < 1 else SGD  # PartialSGD: row-sparse center updates
         optimizer = sgd(schedule, momentum=config.momentum, nesterov=True, weight_decay=config.weight_decay, **ema)
     if not config.decay_batch_norm:
         optimizer.exclude_from_weight_decay(var_names=["gamma", "beta"])
     return optimizer
+
+
+def batch_norm_shifts(model):
+    """The β variables of every batch-norm layer in `model` (nested models included)."""
+    return [layer.beta for layer in model._flatten_layers()
+            if isinstance(layer, keras.layers.BatchNormalization) and layer.center]
 
 
 def save_model_atomic(model, path):

@@ -51,12 +51,12 @@ SETTINGS = {
 }
 
 
-def build_step(setting, backbone, image_shape, batch_size, num_classes=10):
+def build_step(setting, backbone, image_shape, batch_size, num_classes=10, model_options=None):
     policy, jit = SETTINGS[setting]
     keras.mixed_precision.set_dtype_policy(policy)
     try:
         train_model, _ = models.build_models(num_classes, image_shape, (0.5,) * image_shape[-1], (0.25,) * image_shape[-1],
-                                             loss="arcface", backbone=backbone)
+                                             loss="arcface", backbone=backbone, **(model_options or {}))
         train_model.compile(optimizer=keras.optimizers.SGD(0.01, momentum=0.9),
                             loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), jit_compile=jit)
     finally:
@@ -176,14 +176,22 @@ def main(argv=None):
     parser.add_argument("--dataset", default="digits", help="--pipeline: the data set's name (mnist, cifar10: their "
                                                             "known statistics)")
     parser.add_argument("--augment", default=None, help="--pipeline: the augmentation (crop-flip, shift, ...)")
-    parser.add_argument("--model-options", default="{}", help="--pipeline: JSON keyword arguments of build_models, "
+    parser.add_argument("--model-options", default="{}", help="JSON keyword arguments of build_models, "
                                                               'e.g. \'{"backbone_options": {"widths": [64, 256, 256]}}\'')
+    parser.add_argument("--threads", type=int, nargs=2, default=None, metavar=("INTRA", "INTER"),
+                        help="TensorFlow's intra-op and inter-op thread counts (default: TensorFlow's choice)")
+    parser.add_argument("--tag", default="", help="appended to the result files' names")
     args = parser.parse_args(argv)
+    if args.threads:
+        tf.config.threading.set_intra_op_parallelism_threads(args.threads[0])
+        tf.config.threading.set_inter_op_parallelism_threads(args.threads[1])
     if args.pipeline:
         return pipeline_report(args, argv)
     gpu = bool(tf.config.list_physical_devices("GPU"))
     names = args.settings or (list(SETTINGS) if gpu else [s for s in SETTINGS if "float16" not in s or "bfloat16" in s])
-    steps = {name: build_step(name, args.backbone, tuple(args.image_shape), args.batch_size) for name in names}
+    options = json.loads(args.model_options)
+    steps = {name: build_step(name, args.backbone, tuple(args.image_shape), args.batch_size, model_options=options)
+             for name in names}
     for step in steps.values():  # compile and warm up
         step()
         step()
@@ -195,15 +203,19 @@ def main(argv=None):
                 step()
             rates[name].append(args.steps * args.batch_size / (time.perf_counter() - start))
     medians = {name: statistics.median(r) for name, r in rates.items()}
-    base = medians[names[0]]
+    best = {name: max(r) for name, r in rates.items()}
+    base, best_base = medians[names[0]], best[names[0]]
     device = tf.config.list_physical_devices("GPU")[0].name if gpu else f"CPU ({os.cpu_count()} cores, {platform.processor() or platform.machine()})"
-    lines = [f"Training throughput, {args.backbone} + ArcFace, batch {args.batch_size}, {device}:", "",
-             "| setting | images/s | ratio |", "| --- | --- | --- |"]
-    lines += [f"| {name} | {medians[name]:.0f} | {medians[name] / base:.2f}× |" for name in names]
+    threads = f", threads {args.threads[0]}/{args.threads[1]}" if args.threads else ""
+    lines = [f"Training throughput, {args.backbone} {args.model_options} + ArcFace, batch {args.batch_size}{threads}, "
+             f"{device}:", "", "| setting | images/s (median) | ratio | best round | ratio |", "| --- | --- | --- | --- | --- |"]
+    lines += [f"| {name} | {medians[name]:.0f} | {medians[name] / base:.2f}× | {best[name]:.0f} | "
+              f"{best[name] / best_base:.2f}× |" for name in names]
     text = "\n".join(lines) + "\n"
-    stem = os.path.join("results", f"benchmark_train-{args.backbone}{'-gpu' if gpu else ''}")
-    write_json_atomic(stem + ".json", {"device": device, "backbone": args.backbone, "batch_size": args.batch_size,
-                                       "images_per_second": medians, "samples": rates,
+    stem = os.path.join("results", f"benchmark_train-{args.backbone}{'-gpu' if gpu else ''}{args.tag}")
+    write_json_atomic(stem + ".json", {"device": device, "backbone": args.backbone, "model_options": options,
+                                       "batch_size": args.batch_size, "threads": args.threads,
+                                       "images_per_second": medians, "best_round": best, "samples": rates,
                                        "command": "python scripts/benchmark_train.py " + " ".join(sys.argv[1:] if argv is None else argv)})
     write_text_atomic(stem + ".md", text)
     print(text)

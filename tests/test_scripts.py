@@ -1,6 +1,7 @@
 import contextlib
 import io
 import json
+import os
 import shutil
 
 import numpy as np
@@ -55,6 +56,12 @@ def test_evaluate_recomputes_a_saved_run(tmp_path, finished_run):
     assert result.returncode == 0, result.stderr[-3000:]
     flipped = json.loads((folder / "flip_test" / "metrics.json").read_text())
     assert flipped["flip_test"] is True and 0.0 <= flipped["test_accuracy"] <= 1.0
+    assert json.loads((folder / "metrics.json").read_text()) == after
+    result = run_script("evaluate.py", str(folder), "--flip-test", "--translate-test")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert os.path.join(str(folder), "tta", "report.md") in result.stdout
+    shifted = json.loads((folder / "tta" / "metrics.json").read_text())
+    assert shifted["translate_test"] is True and shifted["flip_test"] is True
     assert json.loads((folder / "metrics.json").read_text()) == after
 
 

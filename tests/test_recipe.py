@@ -1,0 +1,143 @@
+"""The fast recipe's parts: patch whitening, Dirac init, shift TTA, BN-shift learning rate."""
+
+import json
+
+import keras
+import numpy as np
+import pytest
+from conftest import TINY
+
+from arcface_keras import backbones, models, optimizers, training, whitening
+from arcface_keras.errors import UserInputError
+from arcface_keras.training import TrainConfig, train
+
+
+def naive_patches(images, k):
+    n, h, w, c = images.shape
+    rows = [images[i, y:y + k, x:x + k, :].reshape(-1) for i in range(n) for y in range(h - k + 1) for x in range(w - k + 1)]
+    return np.array(rows, dtype=np.float64)  # flattened (kh, kw, C), the conv kernel's order
+
+
+def test_patch_whitening_whitens_the_patches_it_was_adapted_to(rng):
+    images = rng.normal(size=(6, 7, 9, 3)) * np.array([1.0, 3.0, 0.2]) + rng.normal(size=(6, 7, 9, 1))  # correlated
+    layer = whitening.PatchWhitening(kernel_size=2, epsilon=1e-8)
+    layer.adapt(images)
+    out = keras.ops.convert_to_numpy(layer(images.astype("float32")))
+    assert out.shape == (6, 6, 8, 24)
+    flat = out.reshape(-1, 24)
+    second_moment = flat[:, :12].T @ flat[:, :12] / len(flat)
+    np.testing.assert_allclose(second_moment, np.eye(12), atol=1e-3)
+    np.testing.assert_allclose(flat[:, 12:], -flat[:, :12], atol=1e-6)  # the negated half
+    # Against a naive reference: the output is patches · eigenvectors / √eigenvalue.
+    patches = naive_patches(images, 2)
+    eigenvalues, eigenvectors = np.linalg.eigh(patches.T @ patches / len(patches))
+    projected = np.abs(patches @ eigenvectors / np.sqrt(eigenvalues))  # signs of eigenvectors are arbitrary
+    np.testing.assert_allclose(np.sort(np.abs(flat[:, :12]), axis=1), np.sort(projected, axis=1), atol=1e-3)
+    assert [w.name for w in layer.trainable_weights] == ["bias"]
+
+
+def test_dirac_conv_starts_as_the_identity_on_its_first_channels(rng):
+    conv = keras.layers.Conv2D(6, 3, padding="same", use_bias=False, kernel_initializer=whitening.Dirac(seed=1))
+    images = rng.normal(size=(2, 5, 5, 4)).astype("float32")
+    out = keras.ops.convert_to_numpy(conv(images))
+    np.testing.assert_allclose(out[..., :4], images, atol=1e-6)
+    assert not np.allclose(out[..., 4:], 0)  # the rest keep their random start
+
+
+def test_fastnet_airbench_options_build_save_and_refuse_bad_values(tmp_path):
+    model = backbones.build("fastnet", (16, 16, 3), embedding_dim=8, widths=(4, 8, 8), whiten=2, activation="gelu",
+                            dirac=True, bn_scale=False, bn_momentum=0.6)
+    assert model.get_layer("whiten").output.shape == (None, 15, 15, 24)
+    assert not model.get_layer("block1_a_bn").scale and model.get_layer("block1_a_bn").momentum == 0.6
+    path = str(tmp_path / "m.keras")
+    model.save(path)
+    loaded = keras.models.load_model(path)
+    images = np.random.default_rng(0).normal(size=(2, 16, 16, 3)).astype("float32")
+    np.testing.assert_allclose(loaded(images), model(images), atol=1e-5)
+    with pytest.raises(ValueError, match="activation"):
+        backbones.build("fastnet", (16, 16, 3), activation="tanh")
+    with pytest.raises(ValueError, match="whiten"):
+        backbones.build("fastnet", (16, 16, 3), whiten=-1)
+
+
+def test_translate_shifts_with_reflection(rng):
+    images = rng.normal(size=(2, 5, 6, 3)).astype("float32")
+    padded = np.pad(images, [(0, 0), (1, 1), (1, 1), (0, 0)], mode="reflect")
+    down = keras.ops.convert_to_numpy(models.Translate(1)(images))
+    up = keras.ops.convert_to_numpy(models.Translate(-1)(images))
+    np.testing.assert_array_equal(down, padded[:, 0:5, 0:6])
+    np.testing.assert_array_equal(up, padded[:, 2:7, 2:8])
+    np.testing.assert_array_equal(down[:, 1:, 1:], images[:, :-1, :-1])
+
+
+@pytest.mark.parametrize("flip", [False, True])
+def test_translate_test_weights_the_views_half_and_a_quarter_each(flip, rng):
+    train_model, _ = models.build_models(4, (8, 8, 3), mean=(0.5,) * 3, std=(0.25,) * 3, embedding_dim=8,
+                                         backbone_options={"widths": (4, 8)}, fixed_centers=False)
+    images = rng.integers(0, 256, size=(3, 8, 8, 3)).astype("float32")
+    out = models.inference_model(train_model, flip_test=flip, translate_test=True).predict(images, verbose=0)
+    backbone, normalize = train_model.get_layer("backbone"), train_model.get_layer("normalize")
+
+    def embed(x):
+        raw = keras.ops.convert_to_numpy(backbone(normalize(x), training=False))
+        return (raw + keras.ops.convert_to_numpy(backbone(normalize(x[:, :, ::-1]), training=False))) / 2 if flip else raw
+
+    padded = np.pad(images, [(0, 0), (1, 1), (1, 1), (0, 0)], mode="reflect")
+    mean = embed(images) / 2 + embed(padded[:, 2:10, 2:10]) / 4 + embed(padded[:, 0:8, 0:8]) / 4
+    np.testing.assert_allclose(out["embedding"], mean / np.linalg.norm(mean, axis=1, keepdims=True), atol=1e-5)
+
+
+def test_scaled_learning_rate_is_exactly_a_larger_step_and_leaves_weight_decay(rng):
+    start = rng.normal(size=(3,)).astype("float32")
+    gradient = rng.normal(size=(3,)).astype("float32")
+
+    def one_step(factor, lr, weight_decay, steps=2):
+        scaled, plain = keras.Variable(start), keras.Variable(start)
+        optimizer = optimizers.SGD(lr, momentum=0.9, nesterov=True, weight_decay=weight_decay)
+        optimizer.build([scaled, plain])
+        optimizer.scale_learning_rate([scaled], factor)
+        for _ in range(steps):
+            optimizer.apply_gradients([(keras.ops.convert_to_tensor(gradient), scaled),
+                                       (keras.ops.convert_to_tensor(gradient), plain)])
+        return keras.ops.convert_to_numpy(scaled), keras.ops.convert_to_numpy(plain)
+
+    scaled, plain = one_step(8.0, 0.1, 0.0)
+    reference, _ = one_step(1.0, 0.8, 0.0)
+    np.testing.assert_allclose(scaled, reference, rtol=1e-5)
+    np.testing.assert_allclose(plain, one_step(1.0, 0.1, 0.0)[1], rtol=1e-6)
+    # Decoupled decay is lr·wd·w whatever the factor: in a first step it takes the same off either way.
+    decay = one_step(8.0, 0.1, 0.5, steps=1)[0] - one_step(8.0, 0.1, 0.0, steps=1)[0]
+    np.testing.assert_allclose(decay, -0.1 * 0.5 * start, rtol=1e-4)
+    np.testing.assert_allclose(decay, one_step(1.0, 0.1, 0.5, steps=1)[0] - one_step(1.0, 0.1, 0.0, steps=1)[0], atol=1e-6)
+
+
+def test_batch_norm_shifts_are_every_beta():
+    train_model, _ = models.build_models(4, (8, 8, 3), mean=(0.5,) * 3, std=(0.25,) * 3, embedding_dim=8,
+                                         backbone="fastnet", backbone_options={"widths": (4, 8), "stem": 4})
+    shifts = training.batch_norm_shifts(train_model)
+    assert len(shifts) == 6 and all(v.path.endswith("beta") for v in shifts)
+
+
+def test_recipe_run_trains_with_every_option_and_evaluates_with_tta(synthetic, tmp_path):
+    options = {**TINY, "backbone_options": {"widths": (8, 16, 16), "whiten": 2, "activation": "gelu", "dirac": True,
+                                            "bn_scale": False, "bn_momentum": 0.6}}
+    folder = tmp_path / "run"
+    metrics = train(TrainConfig(data=synthetic, backbone="fastnet", epochs=6, batch_size=20, lr=0.05,
+                                label_smoothing=0.2, bn_bias_lr_factor=8.0, translate_test=True,
+                                output=str(folder), **options))
+    assert metrics["test_accuracy"] >= 0.9, metrics["test_accuracy"]
+    stored = json.loads((folder / "config.json").read_text())
+    assert stored["translate_test"] is True and stored["bn_bias_lr_factor"] == 8.0
+    whiten = keras.models.load_model(folder / "model.keras").get_layer("backbone").get_layer("whiten")
+    assert np.abs(keras.ops.convert_to_numpy(whiten.kernel)).sum() > 0  # adapted, and saved
+
+
+def test_recipe_settings_are_checked_and_old_runs_keep_their_key():
+    with pytest.raises(UserInputError, match="bn-bias-lr-factor.*Received: optimizer='adam'"):
+        TrainConfig(optimizer="adam", bn_bias_lr_factor=2.0).validate()
+    with pytest.raises(UserInputError, match="Received: bn_bias_lr_factor=0"):
+        TrainConfig(bn_bias_lr_factor=0).validate()
+    with pytest.raises(UserInputError, match="Received: translate_test='yes'"):
+        TrainConfig(translate_test="yes").validate()
+    key = training.results_key(TrainConfig())
+    assert "translate_test" not in key and "bn_bias_lr_factor" not in key
