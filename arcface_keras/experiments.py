@@ -18,7 +18,7 @@ from arcface_keras import training
 from arcface_keras.training import TrainConfig, results_key, train
 
 from arcface_keras.config import COMPARE_LOSSES, OPEN_SET_LOSSES  # noqa: E402,F401
-SUMMARY_KEYS = ("test_accuracy", "macro_precision", "macro_recall", "macro_f1", "map_at_r", "seconds_per_epoch")
+SUMMARY_KEYS = ("test_accuracy", "macro_precision", "macro_recall", "macro_f1", "map_at_r", "eer", "seconds_per_epoch")
 
 
 
@@ -73,29 +73,47 @@ def _mean_std(values):
             "values": values.tolist()}
 
 
-def _seeded_cells(cells):
+def tta_metrics(config, flip_test, translate_test):
+    """The test metrics of `config`'s finished run under test-time augmentation
+    (`report.evaluate_folder`, kept in the run's ``tta/`` or ``flip_test/``)."""
+    from arcface_keras import report
+
+    path = os.path.join(config.run_folder, report.evaluation_subfolder(flip_test, translate_test), run_folder.METRICS)
+    if os.path.exists(path):
+        with open(path) as file:
+            return json.load(file)
+    return report.evaluate_folder(config.run_folder, flip_test=flip_test, translate_test=translate_test)
+
+
+def _seeded_cells(cells, tta=()):
     """Run every config of `cells` (name → configs over seeds), all checked first; return
-    ``(results, runs)``: per name the mean ± std of `SUMMARY_KEYS`, and the last cell's metrics."""
+    ``(results, runs)``: per name the mean ± std of `SUMMARY_KEYS` (and ``tta_accuracy``
+    with the views `tta`, a subset of {"flip", "translate"}), and the last cell's metrics."""
     check_runs([config for configs in cells.values() for config in configs])
     results = {}
     for name, configs in cells.items():
         runs = [run_once(config) for config in configs]
-        results[name] = {key: _mean_std([r[key] for r in runs]) for key in SUMMARY_KEYS}
+        keys = [key for key in SUMMARY_KEYS if all(key in r for r in runs)]
+        results[name] = {key: _mean_std([r[key] for r in runs]) for key in keys}
+        if tta:
+            accuracies = [tta_metrics(c, "flip" in tta, "translate" in tta)["test_accuracy"] for c in configs]
+            results[name]["tta_accuracy"] = _mean_std(accuracies)
     return results, runs
 
 
 # ------------------------------------------------------------------ compare --
-def compare(base, folder, losses=COMPARE_LOSSES, seeds=(0, 1, 2)):
+def compare(base, folder, losses=COMPARE_LOSSES, seeds=(0, 1, 2), tta=()):
     """Train each loss with each seed on the same backbone, data and budget.
 
-    Writes ``compare-<dataset>.json`` / ``.md`` and a bar chart with error
+    With `tta` (views "flip", "translate") each run is also evaluated with
+    that test-time augmentation (``tta_accuracy``). Writes ``compare-<dataset>.json`` / ``.md`` and a bar chart with error
     bars (one standard deviation over seeds) into `folder`.
     """
     cells = {loss: [dataclasses.replace(base, loss=loss, seed=seed, output=os.path.join(folder, f"{loss}-seed{seed}"))
                     for seed in seeds] for loss in losses}
-    results, runs = _seeded_cells(cells)
+    results, runs = _seeded_cells(cells, tta)
     dataset = runs[0]["dataset"]
-    summary = {"dataset": dataset, "seeds": list(seeds), "epochs": base.epochs, "backbone": base.backbone,
+    summary = {"dataset": dataset, "seeds": list(seeds), "epochs": base.epochs, "backbone": base.backbone, "tta": list(tta),
                "train_images": runs[0]["train_images"], "results": results}
     stem = os.path.join(folder, f"compare-{dataset}")
     write_json_atomic(stem + ".json", summary)
@@ -115,10 +133,14 @@ def markdown_table(caption, header, rows):
 def compare_markdown(summary):
     caption = (f"{summary['dataset']}, backbone {summary['backbone']}, {summary['epochs']} epochs, "
                f"{summary['train_images']} training images, seeds {summary['seeds']}: mean ± std.")
-    header = ["loss", "test accuracy", "macro precision", "macro recall", "macro F1", "MAP@R", "s / epoch"]
-    rows = [[loss, *(f"{r[k]['mean']:.4f} ± {r[k]['std']:.4f}" for k in SUMMARY_KEYS[:-1]),
+    names = {"test_accuracy": "test accuracy", "tta_accuracy": f"with TTA ({' + '.join(summary.get('tta', []))})",
+             "macro_precision": "macro precision", "macro_recall": "macro recall", "macro_f1": "macro F1",
+             "map_at_r": "MAP@R", "eer": "EER"}
+    first = next(iter(summary["results"].values()))
+    keys = [key for key in names if key in first]
+    rows = [[loss, *(f"{r[k]['mean']:.4f} ± {r[k]['std']:.4f}" for k in keys),
              f"{r['seconds_per_epoch']['mean']:.1f}"] for loss, r in summary["results"].items()]
-    return markdown_table(caption, header, rows)
+    return markdown_table(caption, ["loss", *(names[k] for k in keys), "s / epoch"], rows)
 
 
 # -------------------------------------------------------------------- sweep --

@@ -1,8 +1,10 @@
 import dataclasses
 import json
+import os
 
 import numpy as np
 import pytest
+from conftest import TINY
 
 from arcface_keras import AngularMarginLayer, experiments, training
 from arcface_keras.errors import UserInputError
@@ -109,3 +111,20 @@ def test_open_set_study_trains_on_some_classes_and_enrols_the_others(tmp_path):
     for result in summary["results"].values():
         assert 0.0 <= result["dir_at_fpir_1e-2"]["mean"] <= result["closed_set_accuracy"]["mean"] <= 1.0
     assert (tmp_path / "open-set-digits.md").read_text().count("K=") == 4
+
+
+def test_compare_reports_eer_and_tta_accuracy_and_reuses_finished_runs(synthetic, tmp_path, monkeypatch):
+    base = TrainConfig(data=synthetic, epochs=2, batch_size=20, **TINY)
+    folder = str(tmp_path / "study")
+    summary = experiments.compare(base, folder, losses=("arcface", "softmax"), seeds=(0, 1), tta=("translate",))
+    for loss in ("arcface", "softmax"):
+        result = summary["results"][loss]
+        assert len(result["tta_accuracy"]["values"]) == 2 and len(result["eer"]["values"]) == 2
+        assert os.path.exists(os.path.join(folder, f"{loss}-seed0", "tta", "metrics.json"))
+    markdown = experiments.compare_markdown(summary)
+    assert "with TTA (translate)" in markdown and "EER" in markdown
+    # A second call trains and evaluates nothing: every number comes from the run folders.
+    monkeypatch.setattr(experiments, "train", lambda config: pytest.fail("retrained"))
+    from arcface_keras import report
+    monkeypatch.setattr(report, "evaluate_folder", lambda *a, **k: pytest.fail("re-evaluated"))
+    assert experiments.compare(base, folder, losses=("arcface", "softmax"), seeds=(0, 1), tta=("translate",)) == summary

@@ -3,6 +3,7 @@
 Same backbone, data and budget for every loss; mean ± std over seeds.
     python scripts/compare.py                      # embedded digits, a few minutes
     python scripts/compare.py --dataset mnist --data ../shared/data/mnist.npz --epochs 3
+    python scripts/compare.py --losses arcface softmax --label-smoothing 0.1 --tta translate
 """
 
 import os
@@ -20,6 +21,9 @@ def main(argv=None):
     parser.add_argument("--losses", nargs="+", default=list(config.COMPARE_LOSSES), choices=config.COMPARE_LOSSES)
     parser.add_argument("--seeds", type=int, default=3, help="number of seeds (0, 1, ...)")
     parser.add_argument("--folder", default=None, help="study folder (default saved_models/compare-<dataset>)")
+    parser.add_argument("--tta", nargs="+", default=[], choices=("flip", "translate"),
+                        help="also evaluate each run with these test-time views (flip: mirror; translate: one-pixel "
+                             "shifts) and report that accuracy")
     args = parser.parse_args(argv)
     from arcface_keras import experiments
 
@@ -27,7 +31,8 @@ def main(argv=None):
         parser.error(f"argument --seeds: must be ≥ 1. Received: {args.seeds}")
     base = cli.config_from_args(args)
     folder = args.folder or os.path.join("saved_models", f"compare-{data_name(args.dataset, args.data)}")
-    summary = cli.run_or_explain(experiments.compare, base, folder, args.losses, tuple(range(args.seeds)))
+    summary = cli.run_or_explain(experiments.compare, base, folder, args.losses, tuple(range(args.seeds)),
+                                 tuple(args.tta))
     print(experiments.compare_markdown(summary))
     print(f"written: {folder}/compare-{summary['dataset']}.json, .md, .png")
     return 0
