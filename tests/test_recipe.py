@@ -141,3 +141,29 @@ def test_recipe_settings_are_checked_and_old_runs_keep_their_key():
         TrainConfig(translate_test="yes").validate()
     key = training.results_key(TrainConfig())
     assert "translate_test" not in key and "bn_bias_lr_factor" not in key
+
+
+def test_ablation_steps_accumulate_and_merge_backbone_options():
+    from arcface_keras import ablation
+
+    steps = ablation.cumulative([("a", {"backbone": "fastnet", "backbone_options": {"widths": [8]}}),
+                                 ("b", {"lr": 0.4}), ("c", {"backbone_options": {"whiten": 2}})])
+    assert steps[2][1] == {"backbone": "fastnet", "backbone_options": {"widths": [8], "whiten": 2}, "lr": 0.4}
+    assert steps[0][1]["backbone_options"] == {"widths": [8]} and "lr" not in steps[0][1]
+    for preset in ablation.STEPS:  # every preset step is a valid setting
+        for _, settings in ablation.cumulative(ablation.STEPS[preset]):
+            TrainConfig(**settings).validate()
+
+
+def test_ablation_runs_each_step_with_tta_and_writes_its_table(synthetic, tmp_path, monkeypatch):
+    from arcface_keras import ablation
+
+    monkeypatch.setitem(ablation.STEPS, "mnist", [("start", {"backbone": "fastnet", "backbone_options": {"widths": (8, 16)}}),
+                                                   ("+ smoothing", {"label_smoothing": 0.1})])
+    base = TrainConfig(data=synthetic, epochs=2, batch_size=20, embedding_dim=16, verbose=0)
+    summary = ablation.ablation(base, str(tmp_path / "study"), "mnist")
+    assert [r["step"] for r in summary["rows"]] == ["start", "+ smoothing"]
+    assert all(0 <= r["tta_accuracy"] <= 1 and r["epochs"] == 2 and r["train_minutes"] > 0 for r in summary["rows"])
+    stored = json.loads((tmp_path / "study" / "step1" / "config.json").read_text())
+    assert stored["label_smoothing"] == 0.1 and stored["backbone"] == "fastnet"
+    assert "with TTA (translate)" in (tmp_path / "study" / "ablation.md").read_text()
