@@ -75,7 +75,7 @@ def add_training_arguments(parser, exclude=(), **default_overrides):
         "augment": dict(choices=training.AUGMENT_CHOICES,
                         help=f"auto: crop-flip for colour images, off for grayscale; crop-flip-cutout: crop-flip, "
                              f"then a {data_lib.CUTOUT_SIZE}×{data_lib.CUTOUT_SIZE} Cutout square; shift: ±2-pixel "
-                             "random shifts"),
+                             "random shifts; shift-flip: the same and the random flip"),
         "seed": dict(type=int),
         "deterministic": "boolean:deterministic TensorFlow ops: the same command gives bit-identical results (slower)",
         "precision": dict(choices=training.PRECISIONS),

@@ -235,6 +235,22 @@ def test_long_tail_cut_has_the_requested_counts(ratio, rng):
         data.long_tail(images, labels, 0.5)
 
 
+def test_shift_flip_augmentation_shifts_by_two_pixels_and_mirrors_about_half(rng):
+    images = rng.integers(1, 256, size=(200, 12, 12, 3), dtype=np.uint8)
+    dataset = data.make_dataset(images, np.arange(200), batch_size=200, training=True, augment="shift-flip", seed=0,
+                                labels_as_input=False)
+    batch, order = next(iter(dataset))
+    mirrored = 0
+    for augmented, index in zip(batch.numpy(), order.numpy()):
+        padded = np.pad(images[index].astype("float32"), ((2, 2), (2, 2), (0, 0)))
+        views = {flip: [(dy, dx) for dy in range(5) for dx in range(5)
+                        if np.array_equal(augmented[:, ::-1] if flip else augmented, padded[dy:dy + 12, dx:dx + 12])]
+                 for flip in (False, True)}
+        assert len(views[False]) + len(views[True]) == 1
+        mirrored += bool(views[True])
+    assert 70 < mirrored < 130
+
+
 def test_shift_augmentation_moves_without_flipping(rng):
     images = rng.integers(1, 256, size=(64, 28, 28, 1), dtype=np.uint8)
     dataset = data.make_dataset(images, np.arange(64), batch_size=64, training=True, augment="shift", seed=0, labels_as_input=False)

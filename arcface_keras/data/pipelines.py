@@ -7,7 +7,7 @@ import numpy as np
 
 from arcface_keras.errors import DataError
 
-AUGMENTATIONS = ("crop-flip", "crop-flip-cutout", "shift")
+AUGMENTATIONS = ("crop-flip", "crop-flip-cutout", "shift", "shift-flip")
 CUTOUT_SIZE = 12  # airbench96's choice for CIFAR-10 at a ~45-epoch budget (DeVries & Taylor used 16 at 200 epochs)
 
 
@@ -56,7 +56,9 @@ def make_dataset(images, labels, batch_size=100, training=False, augment=None, s
     horizontal flip: the CIFAR recipe), ``"crop-flip-cutout"`` (the same, then
     a `CUTOUT_SIZE`-pixel square at a random center, clipped at the border,
     filled with the image's mean colour: Cutout, DeVries & Taylor 2017) or ``"shift"`` (random crop after
-    2-pixel padding, no flip: for digits, whose mirror images are not digits). Elements are ``((images, labels), labels)`` when
+    2-pixel padding, no flip: for digits, whose mirror images are not digits) or
+    ``"shift-flip"`` (2-pixel shifts and the random flip: airbench's lighter
+    augmentation for short budgets). Elements are ``((images, labels), labels)`` when
     `labels_as_input` (margin heads read the labels), else
     ``(images, labels)``. `images` is a uint8 array or `ImageFiles` (decoded
     from disk as they stream; `cache` as in `_source`). `drop_remainder`
@@ -80,14 +82,18 @@ def make_dataset(images, labels, batch_size=100, training=False, augment=None, s
     return dataset.map(to_model_inputs, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
 
 
+def _parameters(name):
+    """(padding, flip, cutout) of the augmentation called `name`."""
+    if name not in AUGMENTATIONS:
+        raise DataError(f"augment must be one of {AUGMENTATIONS} or None. Received: augment={name!r}")
+    return (2 if name.startswith("shift") else 4), name != "shift", name == "crop-flip-cutout"
+
+
 def augmentation(name):
     """The per-image transform called `name` (see `make_dataset`)."""
     import tensorflow as tf
 
-    if name not in AUGMENTATIONS:
-        raise DataError(f"augment must be one of {AUGMENTATIONS} or None. Received: augment={name!r}")
-    padding, flip = (2, False) if name == "shift" else (4, True)
-    cutout = name == "crop-flip-cutout"
+    padding, flip, cutout = _parameters(name)
 
     def transform(image):
         padded = tf.pad(image, [[padding, padding], [padding, padding], [0, 0]])
@@ -103,10 +109,7 @@ def batch_augmentation(name):
     image with its own random crop offset, flip and Cutout square."""
     import tensorflow as tf
 
-    if name not in AUGMENTATIONS:
-        raise DataError(f"augment must be one of {AUGMENTATIONS} or None. Received: augment={name!r}")
-    padding, flip = (2, False) if name == "shift" else (4, True)
-    cutout = name == "crop-flip-cutout"
+    padding, flip, cutout = _parameters(name)
 
     def transform(images):
         shape = tf.shape(images)
