@@ -23,11 +23,13 @@ _COMMON = [
     ("+ label smoothing 0.2", {"label_smoothing": 0.2}),
     ("+ batch-norm shifts at 8× the learning rate", {"bn_bias_lr_factor": 8.0}),
 ]
+BFLOAT16 = ("+ bfloat16", {"precision": "mixed_bfloat16"})
 STEPS = {
     "cifar10": [("previous recipe: fastnet, batch 100, lr 0.05, weight decay 5e-4, crop-flip",
-                 {"backbone": "fastnet", "augment": "crop-flip"}), *_COMMON],
+                 {"backbone": "fastnet", "augment": "crop-flip"}), *_COMMON,
+                ("+ 2-pixel shifts instead of 4-pixel crops (shift-flip)", {"augment": "shift-flip"}), BFLOAT16],
     "mnist": [("previous recipe: network, batch 100, lr 0.05, weight decay 5e-4, shift",
-               {"backbone": "network", "augment": "shift"}), *_COMMON],
+               {"backbone": "network", "augment": "shift"}), *_COMMON, BFLOAT16],
 }
 TTA = {"cifar10": ("flip", "translate"), "mnist": ("translate",)}
 

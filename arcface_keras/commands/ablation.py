@@ -16,7 +16,7 @@ from arcface_keras.data import data_name  # noqa: E402
 
 # What the steps set; the other training flags apply to every step.
 SET_BY_STEPS = ("batch_size", "lr", "weight_decay", "backbone", "backbone_options", "label_smoothing",
-                "bn_bias_lr_factor", "augment", "output")
+                "bn_bias_lr_factor", "augment", "precision", "output")
 PRESETS = ("cifar10", "mnist")
 
 
