@@ -183,7 +183,10 @@ def adapt_whitening(train_model, images, count=5000):
     whitening = [layer for layer in backbone.layers if isinstance(layer, PatchWhitening)]
     if not whitening:
         return False
-    normalized = keras.ops.convert_to_numpy(train_model.get_layer("normalize")(np.asarray(images[:count], "float32")))
+    from arcface_keras.data import image_batches  # arrays and image folders (`ImageFiles`) alike
+
+    pixels = np.concatenate([np.asarray(batch) for batch in image_batches(images[:count], batch_size=500)])
+    normalized = keras.ops.convert_to_numpy(train_model.get_layer("normalize")(pixels))
     for layer in whitening:  # the first layer of the backbone: it sees the normalised images
         layer.adapt(normalized)
     return True

@@ -195,3 +195,15 @@ def test_classes_keeps_the_matching_class_folders_relabelled(tmp_path):
     assert all("Ελληνικά" not in path for path in splits.x_train.paths)
     with pytest.raises(DataError, match="matches 1 class"):
         data.load(data=str(tmp_path), classes=["plain"])
+
+
+def test_patch_whitening_adapts_to_an_image_folder(tmp_path):
+    _folder(tmp_path / "images", per_class=10)
+    options = {**TINY, "backbone_options": {"widths": (8, 16), "whiten": 2}}
+    metrics = train(TrainConfig(data=str(tmp_path / "images"), backbone="fastnet", epochs=1, batch_size=8,
+                                output=str(tmp_path / "run"), **options))
+    assert metrics["data"]["source"] == "image folder"
+    import keras
+
+    whiten = keras.models.load_model(tmp_path / "run" / "model.keras").get_layer("backbone").get_layer("whiten")
+    assert np.abs(keras.ops.convert_to_numpy(whiten.kernel)).sum() > 0
