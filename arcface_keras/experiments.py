@@ -81,7 +81,10 @@ def tta_metrics(config, flip_test, translate_test):
     path = os.path.join(config.run_folder, report.evaluation_subfolder(flip_test, translate_test), run_folder.METRICS)
     if os.path.exists(path):
         with open(path) as file:
-            return json.load(file)
+            stored = json.load(file)
+        # tta/ holds shifts with or without the mirror: reuse it only for the same views
+        if (stored.get("flip_test"), stored.get("translate_test")) == (flip_test, translate_test):
+            return stored
     return report.evaluate_folder(config.run_folder, flip_test=flip_test, translate_test=translate_test)
 
 

@@ -128,3 +128,15 @@ def test_compare_reports_eer_and_tta_accuracy_and_reuses_finished_runs(synthetic
     from arcface_keras import report
     monkeypatch.setattr(report, "evaluate_folder", lambda *a, **k: pytest.fail("re-evaluated"))
     assert experiments.compare(base, folder, losses=("arcface", "softmax"), seeds=(0, 1), tta=("translate",)) == summary
+
+
+def test_tta_metrics_reuse_a_stored_evaluation_only_for_the_same_views(tmp_path, monkeypatch):
+    from arcface_keras import report
+
+    (tmp_path / "run" / "tta").mkdir(parents=True)
+    (tmp_path / "run" / "tta" / "metrics.json").write_text(json.dumps({"test_accuracy": 0.5, "flip_test": True,
+                                                                        "translate_test": True}))
+    config = TrainConfig(output=str(tmp_path / "run"))
+    monkeypatch.setattr(report, "evaluate_folder", lambda folder, **views: {"test_accuracy": 0.7, **views})
+    assert experiments.tta_metrics(config, True, True)["test_accuracy"] == 0.5
+    assert experiments.tta_metrics(config, False, True)["test_accuracy"] == 0.7
