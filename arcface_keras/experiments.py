@@ -6,6 +6,7 @@ the study's folder, so an interrupted study resumes: finished runs (their
 
 import csv
 import dataclasses
+import itertools
 import json
 import os
 
@@ -93,9 +94,13 @@ def _seeded_cells(cells, tta=()):
     ``(results, runs)``: per name the mean ± std of `SUMMARY_KEYS` (and ``tta_accuracy``
     with the views `tta`, a subset of {"flip", "translate"}), and the last cell's metrics."""
     check_runs([config for configs in cells.values() for config in configs])
+    done = {}  # seed by seed: a study stopped part-way has every cell at its first seeds
+    for round_ in itertools.zip_longest(*cells.values()):
+        for config in filter(None, round_):
+            done[config.output] = run_once(config)
     results = {}
     for name, configs in cells.items():
-        runs = [run_once(config) for config in configs]
+        runs = [done[config.output] for config in configs]
         keys = [key for key in SUMMARY_KEYS if all(key in r for r in runs)]
         results[name] = {key: _mean_std([r[key] for r in runs]) for key in keys}
         if tta:

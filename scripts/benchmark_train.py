@@ -84,10 +84,10 @@ def forward_flops(model, image_shape):
     return profile(frozen.graph, options=options).total_float_ops
 
 
-def matmul_peak(n=2048, repeats=10):
-    """Measured float32 FLOP/s of a large matmul (median of `repeats`)."""
-    a, b = tf.random.normal((n, n)), tf.random.normal((n, n))
-    run = tf.function(lambda: tf.reduce_sum(tf.matmul(a, b)))
+def matmul_peak(n=2048, repeats=10, dtype="float32"):
+    """Measured FLOP/s of a large matmul in `dtype` (median of `repeats`)."""
+    a, b = tf.random.normal((n, n), dtype=dtype), tf.random.normal((n, n), dtype=dtype)
+    run = tf.function(lambda: tf.reduce_sum(tf.cast(tf.matmul(a, b), tf.float32)))
     run()
     times = []
     for _ in range(repeats):
@@ -102,8 +102,13 @@ def pipeline_report(args, argv):
 
     splits = data_lib.load(args.dataset, args.pipeline, 0.1, None, 0)
     shape = splits.image_shape
-    train_model, inference = models.build_models(splits.num_classes, shape, splits.mean, splits.std, loss="arcface",
-                                                 backbone=args.backbone, **json.loads(args.model_options))
+    keras.mixed_precision.set_dtype_policy(args.precision)
+    try:
+        train_model, inference = models.build_models(splits.num_classes, shape, splits.mean, splits.std,
+                                                     loss="arcface", backbone=args.backbone,
+                                                     **json.loads(args.model_options))
+    finally:
+        keras.mixed_precision.set_dtype_policy("float32")
     train_model.compile(optimizer=keras.optimizers.SGD(0.01, momentum=0.9),
                         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     full = data_lib.make_dataset(splits.x_train, splits.y_train, args.batch_size, training=True,
@@ -135,17 +140,21 @@ def pipeline_report(args, argv):
     alone, piped = best["step alone (one batch in memory)"], best["full pipeline"]
     flops = forward_flops(inference, shape)
     peak = matmul_peak()
+    compute_dtype = keras.mixed_precision.Policy(args.precision).compute_dtype
+    peak_compute = peak if compute_dtype == "float32" else matmul_peak(dtype=compute_dtype)
     achieved = 3 * flops * piped
     report = {"backbone": args.backbone, "model_options": json.loads(args.model_options), "data": args.pipeline,
               "augment": args.augment, "batch_size": args.batch_size, "images_per_second_best": best,
               "images_per_second_median": medians,
               "samples": rates, "pipeline_share": 1 - piped / alone, "forward_flops_per_image": flops,
               "train_flops_per_second": achieved, "matmul_peak_flops_per_second": peak,
-              "fraction_of_peak": achieved / peak, "cpu_count": os.cpu_count(),
+              "fraction_of_peak": achieved / peak, "precision": args.precision,
+              f"matmul_peak_{compute_dtype}_flops_per_second": peak_compute,
+              "fraction_of_compute_dtype_peak": achieved / peak_compute, "cpu_count": os.cpu_count(),
               "command": "python scripts/benchmark_train.py " + " ".join(sys.argv[1:] if argv is None else argv)}
     text = "\n".join([
         f"Training throughput, {args.backbone} {args.model_options} + ArcFace on {args.pipeline} "
-        f"(augment {args.augment}), batch {args.batch_size}, CPU ({os.cpu_count()} cores), {args.rounds} "
+        f"(augment {args.augment}), {args.precision}, batch {args.batch_size}, CPU ({os.cpu_count()} cores), {args.rounds} "
         f"rounds of {args.steps} steps, interleaved (best round; median in brackets):", "",
         "| measure | value |", "| --- | --- |",
         *[f"| images/s, {name} | {best[name]:.0f} ({medians[name]:.0f}) |" for name in medians],
@@ -155,8 +164,11 @@ def pipeline_report(args, argv):
         f"| forward FLOPs per image | {flops / 1e6:.1f} M |",
         f"| training FLOP/s (3 × forward × images/s, full pipeline) | {achieved / 1e9:.1f} G |",
         f"| float32 matmul peak, measured | {peak / 1e9:.1f} G |",
-        f"| fraction of peak | {100 * report['fraction_of_peak']:.1f} % |"]) + "\n"
-    stem = os.path.join("results", f"benchmark_train-{args.backbone}-pipeline")
+        f"| fraction of peak | {100 * report['fraction_of_peak']:.1f} % |",
+        *([f"| {compute_dtype} matmul peak, measured | {peak_compute / 1e9:.1f} G |",
+           f"| fraction of the {compute_dtype} peak | {100 * achieved / peak_compute:.1f} % |"]
+          if compute_dtype != "float32" else [])]) + "\n"
+    stem = os.path.join("results", f"benchmark_train-{args.backbone}-pipeline{args.tag}")
     write_json_atomic(stem + ".json", report)
     write_text_atomic(stem + ".md", text)
     print(text)
@@ -176,6 +188,9 @@ def main(argv=None):
     parser.add_argument("--dataset", default="digits", help="--pipeline: the data set's name (mnist, cifar10: their "
                                                             "known statistics)")
     parser.add_argument("--augment", default=None, help="--pipeline: the augmentation (crop-flip, shift, ...)")
+    parser.add_argument("--precision", default="float32", choices=["float32", "mixed_bfloat16"],
+                        help="--pipeline: the dtype policy of the model (the float32 matmul peak is measured "
+                             "either way, and the bfloat16 one too for mixed_bfloat16)")
     parser.add_argument("--model-options", default="{}", help="JSON keyword arguments of build_models, "
                                                               'e.g. \'{"backbone_options": {"widths": [64, 256, 256]}}\'')
     parser.add_argument("--threads", type=int, nargs=2, default=None, metavar=("INTRA", "INTER"),

@@ -140,3 +140,14 @@ def test_tta_metrics_reuse_a_stored_evaluation_only_for_the_same_views(tmp_path,
     monkeypatch.setattr(report, "evaluate_folder", lambda folder, **views: {"test_accuracy": 0.7, **views})
     assert experiments.tta_metrics(config, True, True)["test_accuracy"] == 0.5
     assert experiments.tta_metrics(config, False, True)["test_accuracy"] == 0.7
+
+
+def test_seeded_cells_run_seed_by_seed_so_a_stopped_study_has_every_loss(monkeypatch):
+    order = []
+    monkeypatch.setattr(experiments, "check_runs", lambda configs: None)
+    monkeypatch.setattr(experiments, "run_once", lambda config: order.append(config.output) or {"test_accuracy": 0.5})
+    cells = {loss: [TrainConfig(loss=loss, seed=seed, output=f"{loss}-{seed}") for seed in (0, 1)]
+             for loss in ("arcface", "softmax")}
+    results, _ = experiments._seeded_cells(cells)
+    assert order == ["arcface-0", "softmax-0", "arcface-1", "softmax-1"]
+    assert results["softmax"]["test_accuracy"]["mean"] == 0.5
