@@ -73,6 +73,7 @@ class TrainConfig:
     lr_warmup_epochs: float = 1.0
     label_smoothing: float = 0.0  # softmax and margin heads: target 1 − ε on the label, ε / C on every class
     ema_momentum: float = 0.0  # > 0: train with an exponential moving average of the weights, kept at the end
+    lookahead_steps: int = 0  # > 0 (with ema_momentum): the average replaces the weights every this many steps
     augment: str = "auto"  # auto: crop-flip for colour images, none for grayscale; or crop-flip, crop-flip-cutout, shift, off
     seed: int = 0
     deterministic: bool = False  # also make TensorFlow's ops deterministic (bit-identical reruns, slower)
@@ -131,6 +132,8 @@ class TrainConfig:
             ("lr_warmup_epochs", _number(self.lr_warmup_epochs, 0, math.inf), "a number ≥ 0"),
             ("label_smoothing", _number(self.label_smoothing, 0, 1, high_open=True), "in [0, 1)"),
             ("ema_momentum", _number(self.ema_momentum, 0, 1, high_open=True), "in [0, 1) (0: off)"),
+            ("lookahead_steps", _integer(self.lookahead_steps, 0) and (self.lookahead_steps == 0 or self.ema_momentum > 0),
+             "an integer ≥ 0, and > 0 only with --ema-momentum > 0"),
             ("augment", self.augment in AUGMENT_CHOICES, f"one of {AUGMENT_CHOICES}"),
             ("seed", _integer(self.seed, 0), "an integer ≥ 0"),
             ("deterministic", isinstance(self.deterministic, bool), "True or False"),
@@ -219,7 +222,7 @@ UNUSED_FIELDS = {"softmax": _MARGIN_HEAD_FIELDS + ("margin",), "triplet": _MARGI
 
 # Fields whose value here means what runs made before the field existed did: a
 # stored config without them is the same run, so the key leaves them out at it.
-DEFAULT_OMITTED = {"sample_rate": 1.0, "label_smoothing": 0.0, "ema_momentum": 0.0, "translate_test": False,
+DEFAULT_OMITTED = {"sample_rate": 1.0, "label_smoothing": 0.0, "ema_momentum": 0.0, "lookahead_steps": 0, "translate_test": False,
                    "bn_bias_lr_factor": 1.0}
 
 

@@ -370,7 +370,8 @@ def make_optimizer(config, steps_per_epoch):
     Weight decay is Keras' decoupled decay (``w ← w − lr·weight_decay·w``
     each step); with ``decay_batch_norm=False`` batch-norm γ and β are exempt.
     With ``ema_momentum`` the optimizer keeps Keras' moving average of the
-    trainable weights, which replaces them when `fit` ends.
+    trainable weights, which replaces them when `fit` ends, and with
+    ``lookahead_steps`` also every that many steps (airbench's lookahead).
     """
     total = config.epochs * steps_per_epoch
     lr = config.learning_rate
@@ -381,7 +382,8 @@ def make_optimizer(config, steps_per_epoch):
         warmup_target=lr if warmup else None,
         warmup_steps=warmup,
     )
-    ema = {"use_ema": True, "ema_momentum": config.ema_momentum} if config.ema_momentum else {}
+    ema = {"use_ema": True, "ema_momentum": config.ema_momentum,
+           "ema_overwrite_frequency": config.lookahead_steps or None} if config.ema_momentum else {}
     if config.optimizer == "adam":
         optimizer = keras.optimizers.AdamW(schedule, weight_decay=config.weight_decay, **ema)
     else:

@@ -150,6 +150,7 @@ CASES = [
     (TRAIN, ["--sub-centers", "0"], "sub_centers=0"),
     (TRAIN, ["--seed", "-1"], "seed=-1"),
     (TRAIN, ["--margin-warmup-epochs", "-2"], "margin_warmup_epochs=-2.0"),
+    (TRAIN, ["--lookahead-steps", "5"], "--lookahead-steps must be an integer ≥ 0, and > 0 only with --ema-momentum"),
     (TRAIN, ["--backbone-options", "{bad"], "must be a JSON object"),
     (TRAIN, ["--backbone-options", "[1, 2]"], "must be a JSON object, not list"),
     (TRAIN, ["--backbone-options", '{"depth": 3}'], "does not take: ['depth']"),

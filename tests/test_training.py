@@ -182,6 +182,24 @@ def test_batch_norm_parameters_can_be_kept_out_of_weight_decay():
         assert any(v.path.endswith("/kernel") for v in model.trainable_variables if optimizer._use_weight_decay(v))
 
 
+def test_lookahead_copies_the_average_into_the_weights_every_k_steps():
+    weight = keras.Variable([1.0])
+    optimizer = training.make_optimizer(TrainConfig(ema_momentum=0.5, lookahead_steps=2, lr=0.1, momentum=0.0,
+                                                    weight_decay=0.0, lr_warmup_epochs=0, epochs=100), 1)
+    optimizer.build([weight])
+    w, average, seen, expected = 1.0, None, [], []
+    for step in range(5):
+        lr = float(optimizer.learning_rate)
+        optimizer.apply([keras.ops.convert_to_tensor([1.0])], [weight])  # gradient 1
+        seen.append(float(weight.numpy()[0]))
+        w -= lr  # plain SGD step, then Keras' EMA (a copy at the first step), written back every 2nd step
+        average = w if average is None else 0.5 * average + 0.5 * w
+        w = average if (step + 1) % 2 == 0 else w
+        expected.append(w)
+    np.testing.assert_allclose(seen, expected, rtol=1e-6)
+    assert training.make_optimizer(TrainConfig(ema_momentum=0.5), 1).ema_overwrite_frequency is None
+
+
 def test_adam_gets_its_own_learning_rate():
     assert TrainConfig(optimizer="adam").learning_rate == 1e-3
     assert TrainConfig().learning_rate == 0.05 and TrainConfig(optimizer="adam", lr=0.01).learning_rate == 0.01
