@@ -288,6 +288,7 @@ def test_every_config_field_is_a_train_flag():
     ("partial_fc", {"sample_rate", "seed", "output"}),
     ("ablation", {"batch_size", "lr", "weight_decay", "backbone", "backbone_options", "label_smoothing",
                   "bn_bias_lr_factor", "augment", "precision", "output"}),
+    ("jpeg_cost", {"output"}),
 ])
 def test_studies_refuse_the_flags_they_set_and_accept_the_others(script, set_by_the_study):
     fields = {field.name for field in dataclasses.fields(TrainConfig)}
