@@ -27,7 +27,9 @@ BFLOAT16 = ("+ bfloat16", {"precision": "mixed_bfloat16"})
 STEPS = {
     "cifar10": [("previous recipe: fastnet, batch 100, lr 0.05, weight decay 5e-4, crop-flip",
                  {"backbone": "fastnet", "augment": "crop-flip"}), *_COMMON,
-                ("+ 2-pixel shifts instead of 4-pixel crops (shift-flip)", {"augment": "shift-flip"}), BFLOAT16],
+                ("+ 2-pixel shifts instead of 4-pixel crops (shift-flip)", {"augment": "shift-flip"}), BFLOAT16,
+                ("+ weight decay 0.03", {"weight_decay": 0.03}),
+                ("+ Cutout, back to 4-pixel crops (crop-flip-cutout: the README recipe)", {"augment": "crop-flip-cutout"})],
     "mnist": [("previous recipe: network, batch 100, lr 0.05, weight decay 5e-4, shift",
                {"backbone": "network", "augment": "shift"}), *_COMMON, BFLOAT16],
 }
