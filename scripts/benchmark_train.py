@@ -11,8 +11,8 @@ what bfloat16 kernels (AVX512-BF16) give.
 Writes results/benchmark_train-<backbone>.json and .md.
 
 `--pipeline DATA` measures instead, in one process and interleaved: (a) the
-training step alone, `fit` on one batch held in memory, repeated; (b) the
-full input pipeline, `fit` on the training data of DATA through
+training step alone, `train_on_batch` on one batch held in memory, repeated; (b) the
+full input pipeline, `train_on_batch` on the batches of one iterator over the training data of DATA through
 `data.make_dataset` (shuffle, batching, augmentation a batch at a time) —
 the pipeline's share is 1 − (b)/(a), from each source's best round (whole rounds of any
 source run slower now and then on a shared machine) — and, with --augment, (c) the same
@@ -97,6 +97,12 @@ def matmul_peak(n=2048, repeats=10, dtype="float32"):
     return 2 * n ** 3 / statistics.median(times)
 
 
+def _batches(dataset):
+    """A function returning the next batch of one iterator over `dataset`."""
+    iterator = iter(dataset)
+    return lambda: next(iterator)
+
+
 def pipeline_report(args, argv):
     from arcface_keras import data as data_lib
 
@@ -114,8 +120,7 @@ def pipeline_report(args, argv):
     full = data_lib.make_dataset(splits.x_train, splits.y_train, args.batch_size, training=True,
                                  augment=args.augment, labels_as_input=True).repeat()
     one_batch = next(iter(full))
-    memory = tf.data.Dataset.from_tensors(one_batch).repeat()
-    sources = {"step alone (one batch in memory)": memory, "full pipeline": full}
+    sources = {"step alone (one batch in memory)": lambda: one_batch, "full pipeline": _batches(full)}
     if args.augment:  # the same augmentation one image at a time, as the pipeline did before
         transform = data_lib.augmentation(args.augment)
         per_image = (tf.data.Dataset.from_tensor_slices((splits.x_train, splits.y_train.astype("int32")))
@@ -124,14 +129,18 @@ def pipeline_report(args, argv):
                      .batch(args.batch_size)
                      .map(lambda image, label: ((tf.cast(image, tf.float32), label), label),
                           num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE))
-        sources["full pipeline, augmenting image by image"] = per_image
-    for dataset in sources.values():  # trace and warm up
-        train_model.fit(dataset, epochs=1, steps_per_epoch=args.steps, verbose=0)
+        sources["full pipeline, augmenting image by image"] = _batches(per_image)
+    # One iterator per source for the whole run (`fit` would start a new one, and refill the
+    # shuffle buffer, every round); the pipeline's threads prefetch while the step runs.
+    for source in sources.values():  # trace and warm up
+        for _ in range(2):
+            train_model.train_on_batch(*source())
     rates = {name: [] for name in sources}
     for _ in range(args.rounds):
-        for name, dataset in sources.items():
+        for name, source in sources.items():
             start = time.perf_counter()
-            train_model.fit(dataset, epochs=1, steps_per_epoch=args.steps, verbose=0)
+            for _ in range(args.steps):
+                train_model.train_on_batch(*source())
             rates[name].append(args.steps * args.batch_size / (time.perf_counter() - start))
     medians = {name: statistics.median(r) for name, r in rates.items()}
     # On a shared (virtual) machine whole rounds run slower now and then, whatever the code;
