@@ -163,6 +163,9 @@ def evaluate_folder(folder, flip_test=False, translate_test=False):
 
 
 def evaluation_subfolder(flip_test, translate_test):
-    """Where `evaluate_folder` writes an evaluation the run did not ask for:
-    ``tta`` (with one-pixel shifts), ``flip_test``, or "" (the run's own)."""
-    return "tta" if translate_test else "flip_test" if flip_test else ""
+    """Where `evaluate_folder` writes an evaluation the run did not ask for, one
+    folder per set of views: ``tta`` (mirror and one-pixel shifts, 6 views),
+    ``shift_test`` (shifts only), ``flip_test``, or "" (the run's own)."""
+    if translate_test:
+        return "tta" if flip_test else "shift_test"
+    return "flip_test" if flip_test else ""

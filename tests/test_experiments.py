@@ -120,7 +120,7 @@ def test_compare_reports_eer_and_tta_accuracy_and_reuses_finished_runs(synthetic
     for loss in ("arcface", "softmax"):
         result = summary["results"][loss]
         assert len(result["tta_accuracy"]["values"]) == 2 and len(result["eer"]["values"]) == 2
-        assert os.path.exists(os.path.join(folder, f"{loss}-seed0", "tta", "metrics.json"))
+        assert os.path.exists(os.path.join(folder, f"{loss}-seed0", "shift_test", "metrics.json"))
     markdown = experiments.compare_markdown(summary)
     assert "with TTA (translate)" in markdown and "EER" in markdown
     # A second call trains and evaluates nothing: every number comes from the run folders.
@@ -128,6 +128,13 @@ def test_compare_reports_eer_and_tta_accuracy_and_reuses_finished_runs(synthetic
     from arcface_keras import report
     monkeypatch.setattr(report, "evaluate_folder", lambda *a, **k: pytest.fail("re-evaluated"))
     assert experiments.compare(base, folder, losses=("arcface", "softmax"), seeds=(0, 1), tta=("translate",)) == summary
+
+
+def test_each_set_of_test_views_has_its_own_folder():
+    from arcface_keras import report
+
+    folders = [report.evaluation_subfolder(flip, shift) for flip in (False, True) for shift in (False, True)]
+    assert folders == ["", "shift_test", "flip_test", "tta"]
 
 
 def test_tta_metrics_reuse_a_stored_evaluation_only_for_the_same_views(tmp_path, monkeypatch):

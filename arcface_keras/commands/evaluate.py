@@ -19,7 +19,8 @@ def main(argv=None):
     parser.add_argument("--flip-test", action="store_true",
                         help="average each image's embedding with its mirror image's (written to <run>/flip_test/)")
     parser.add_argument("--translate-test", action="store_true",
-                        help="also average one-pixel shifts up-left and down-right (written to <run>/tta/)")
+                        help="also average one-pixel shifts up-left and down-right (written to <run>/tta/, "
+                             "without --flip-test to <run>/shift_test/)")
     args = parser.parse_args(argv)
     from arcface_keras.report import evaluate_folder, evaluation_subfolder
 
