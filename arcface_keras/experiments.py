@@ -115,10 +115,19 @@ def compare(base, folder, losses=COMPARE_LOSSES, seeds=(0, 1, 2), tta=()):
 
     With `tta` (views "flip", "translate") each run is also evaluated with
     that test-time augmentation (``tta_accuracy``). Writes ``compare-<dataset>.json`` / ``.md`` and a bar chart with error
-    bars (one standard deviation over seeds) into `folder`.
+    bars (one standard deviation over seeds) into `folder`, anew after every seed: a study stopped part-way
+    reports the seeds it finished.
     """
     cells = {loss: [dataclasses.replace(base, loss=loss, seed=seed, output=os.path.join(folder, f"{loss}-seed{seed}"))
                     for seed in seeds] for loss in losses}
+    check_runs([config for configs in cells.values() for config in configs])
+    for done in range(1, len(seeds) + 1):  # finished seeds are read back from their run folders
+        summary = _write_comparison(base, folder, {loss: configs[:done] for loss, configs in cells.items()},
+                                    seeds[:done], tta)
+    return summary
+
+
+def _write_comparison(base, folder, cells, seeds, tta):
     results, runs = _seeded_cells(cells, tta)
     dataset = runs[0]["dataset"]
     summary = {"dataset": dataset, "seeds": list(seeds), "epochs": base.epochs, "backbone": base.backbone, "tta": list(tta),

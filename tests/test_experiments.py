@@ -158,3 +158,17 @@ def test_seeded_cells_run_seed_by_seed_so_a_stopped_study_has_every_loss(monkeyp
     results, _ = experiments._seeded_cells(cells)
     assert order == ["arcface-0", "softmax-0", "arcface-1", "softmax-1"]
     assert results["softmax"]["test_accuracy"]["mean"] == 0.5
+
+
+def test_compare_writes_its_summary_after_every_seed_so_a_stopped_study_reports(tmp_path, monkeypatch):
+    def fake_run(config):
+        if config.seed == 1 and config.loss == "softmax":
+            raise KeyboardInterrupt  # the study is stopped here
+        return {"dataset": "parts", "train_images": 10, "test_accuracy": 0.5 + 0.1 * config.seed, "seconds_per_epoch": 1.0}
+
+    monkeypatch.setattr(experiments, "check_runs", lambda configs: None)
+    monkeypatch.setattr(experiments, "run_once", fake_run)
+    with pytest.raises(KeyboardInterrupt):
+        experiments.compare(TrainConfig(), str(tmp_path), losses=("arcface", "softmax"), seeds=(0, 1))
+    stored = json.loads((tmp_path / "compare-parts.json").read_text())
+    assert stored["seeds"] == [0] and stored["results"]["softmax"]["test_accuracy"]["mean"] == 0.5
