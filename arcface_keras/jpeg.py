@@ -72,6 +72,10 @@ def degraded_copy(source, quality, path):
         np.savez(buffer, **copy)
         write_bytes_atomic(path, buffer.getvalue())
     with np.load(path) as arrays:
+        if any(arrays[key].shape != data[key].shape for key in data) or not all(
+                np.array_equal(arrays[key], data[key]) for key in ("y_train", "y_test")):
+            raise UserInputError(f"{path} is a copy of other data than --data {source}: remove it or choose "
+                                 "another --folder")
         return mean_squared_error(data["x_train"], arrays["x_train"])
 
 

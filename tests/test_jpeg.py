@@ -61,3 +61,13 @@ def test_jpeg_cost_refuses_other_data_and_qualities(synthetic, tmp_path):
         jpeg.jpeg_cost(TrainConfig(data=None), str(tmp_path))
     with pytest.raises(UserInputError, match=r"--qualities must be .* Received: qualities=\[0\]"):
         jpeg.jpeg_cost(TrainConfig(data=synthetic), str(tmp_path), qualities=(0,))
+
+
+def test_a_stale_copy_of_other_data_is_refused(synthetic, tmp_path, rng):
+    path = str(tmp_path / "data-q50.npz")
+    jpeg.degraded_copy(synthetic, 50, path)
+    other = tmp_path / "other.npz"
+    with np.load(synthetic) as arrays:
+        np.savez(other, **{**arrays, "y_train": arrays["y_train"][::-1]})
+    with pytest.raises(UserInputError, match="is a copy of other data than --data"):
+        jpeg.degraded_copy(str(other), 50, path)
