@@ -83,7 +83,7 @@ def tta_metrics(config, flip_test, translate_test):
     if os.path.exists(path):
         with open(path) as file:
             stored = json.load(file)
-        # tta/ holds shifts with or without the mirror: reuse it only for the same views
+        # run folders evaluated before shift_test/ existed hold shifts-only results in tta/
         if (stored.get("flip_test"), stored.get("translate_test")) == (flip_test, translate_test):
             return stored
     return report.evaluate_folder(config.run_folder, flip_test=flip_test, translate_test=translate_test)

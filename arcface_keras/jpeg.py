@@ -89,13 +89,13 @@ def jpeg_cost(base, folder, qualities=(50, 30), base_psnr=30.0):
     os.makedirs(folder, exist_ok=True)
     base_mse = mse_from_psnr(base_psnr)
     points = [{"name": "as given", "quality": None, "added_mse": 0.0, "data": base.data}]
-    for quality in qualities:
-        path = os.path.join(folder, f"data-q{quality}.npz")
-        points.append({"name": f"+ JPEG quality {quality}", "quality": quality,
-                       "added_mse": degraded_copy(base.data, quality, path), "data": path})
+    points += [{"name": f"+ JPEG quality {q}", "quality": q, "data": os.path.join(folder, f"data-q{q}.npz")}
+               for q in qualities]
     configs = [dataclasses.replace(base, data=p["data"], output=os.path.join(folder, f"q{p['quality'] or 'given'}"))
                for p in points]
-    experiments.check_runs(configs)
+    experiments.check_runs(configs)  # before any copy is written
+    for point in points[1:]:
+        point["added_mse"] = degraded_copy(base.data, point["quality"], point["data"])
     for point, config in zip(points, configs):
         metrics = experiments.run_once(config)
         point.update(mse=base_mse + point["added_mse"], test_accuracy=metrics["test_accuracy"],
