@@ -2,7 +2,8 @@
 
 Each step's settings are the previous step's plus its own; every run has the
 same data, seed and epochs. Each row reports test accuracy single pass and
-with test-time augmentation, epochs, and training minutes.
+with test-time augmentation, the embedding's MAP@R and EER (single pass),
+epochs, and training minutes.
 """
 
 import dataclasses
@@ -59,7 +60,7 @@ def ablation(base, folder, preset, tta=None):
     for (name, settings), config in zip(steps, configs):
         metrics = experiments.run_once(config)
         row = {"step": name, "settings": settings, "test_accuracy": metrics["test_accuracy"],
-               "epochs": config.epochs, "train_minutes": metrics["train_seconds"] / 60,
+               "map_at_r": metrics.get("map_at_r"), "eer": metrics.get("eer"), "epochs": config.epochs, "train_minutes": metrics["train_seconds"] / 60,
                "images_per_second": metrics["images_per_second"]}
         if tta:
             row["tta_accuracy"] = experiments.tta_metrics(config, "flip" in tta, "translate" in tta)["test_accuracy"]
@@ -75,7 +76,13 @@ def ablation_markdown(summary):
     caption = (f"{summary['dataset']}, {summary['epochs']} epochs per step, seed {summary['seed']} (one seed), "
                f"{summary['train_images']} training images; each step adds its technique to the row above.")
     tta = " + ".join(summary["tta"])
-    header = ["step", "test accuracy", *([f"with TTA ({tta})"] if tta else []), "epochs", "training minutes", "images/s"]
-    rows = [[r["step"], f"{r['test_accuracy']:.4f}", *([f"{r['tta_accuracy']:.4f}"] if tta else []), str(r["epochs"]),
+    header = ["step", "test accuracy", *([f"with TTA ({tta})"] if tta else []), "MAP@R", "EER", "epochs",
+              "training minutes", "images/s"]
+    rows = [[r["step"], f"{r['test_accuracy']:.4f}", *([f"{r['tta_accuracy']:.4f}"] if tta else []),
+             _number(r.get("map_at_r"), "{:.4f}"), _number(r.get("eer"), "{:.2%}"), str(r["epochs"]),
              f"{r['train_minutes']:.1f}", f"{r['images_per_second']:.0f}"] for r in summary["rows"]]
     return experiments.markdown_table(caption, header, rows)
+
+
+def _number(value, pattern):
+    return "—" if value is None else pattern.format(value)

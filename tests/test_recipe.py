@@ -166,4 +166,6 @@ def test_ablation_runs_each_step_with_tta_and_writes_its_table(synthetic, tmp_pa
     assert all(0 <= r["tta_accuracy"] <= 1 and r["epochs"] == 2 and r["train_minutes"] > 0 for r in summary["rows"])
     stored = json.loads((tmp_path / "study" / "step1" / "config.json").read_text())
     assert stored["label_smoothing"] == 0.1 and stored["backbone"] == "fastnet"
-    assert "with TTA (translate)" in (tmp_path / "study" / "ablation.md").read_text()
+    assert all(0 <= r["map_at_r"] <= 1 and 0 <= r["eer"] <= 1 for r in summary["rows"])
+    table = (tmp_path / "study" / "ablation.md").read_text()
+    assert "with TTA (translate)" in table and "| MAP@R | EER |" in table
