@@ -7,6 +7,7 @@ epochs, and training minutes.
 """
 
 import dataclasses
+import json
 import os
 
 from arcface_keras import experiments
@@ -60,8 +61,9 @@ def ablation(base, folder, preset, tta=None):
     for (name, settings), config in zip(steps, configs):
         metrics = experiments.run_once(config)
         row = {"step": name, "settings": settings, "test_accuracy": metrics["test_accuracy"],
-               "map_at_r": metrics.get("map_at_r"), "eer": metrics.get("eer"), "epochs": config.epochs, "train_minutes": metrics["train_seconds"] / 60,
-               "images_per_second": metrics["images_per_second"]}
+               "map_at_r": metrics.get("map_at_r"), "eer": metrics.get("eer"), "epochs": config.epochs,
+               "train_minutes": metrics["train_seconds"] / 60, "images_per_second": metrics["images_per_second"],
+               "fastest_epoch_seconds": _fastest_epoch(config.output)}
         if tta:
             row["tta_accuracy"] = experiments.tta_metrics(config, "flip" in tta, "translate" in tta)["test_accuracy"]
         rows.append(row)
@@ -77,11 +79,22 @@ def ablation_markdown(summary):
                f"{summary['train_images']} training images; each step adds its technique to the row above.")
     tta = " + ".join(summary["tta"])
     header = ["step", "test accuracy", *([f"with TTA ({tta})"] if tta else []), "MAP@R", "EER", "epochs",
-              "training minutes", "images/s"]
+              "training minutes", "images/s", "fastest epoch (s)"]
     rows = [[r["step"], f"{r['test_accuracy']:.4f}", *([f"{r['tta_accuracy']:.4f}"] if tta else []),
              _number(r.get("map_at_r"), "{:.4f}"), _number(r.get("eer"), "{:.2%}"), str(r["epochs"]),
-             f"{r['train_minutes']:.1f}", f"{r['images_per_second']:.0f}"] for r in summary["rows"]]
+             f"{r['train_minutes']:.1f}", f"{r['images_per_second']:.0f}",
+             _number(r.get("fastest_epoch_seconds"), "{:.0f}")] for r in summary["rows"]]
     return experiments.markdown_table(caption, header, rows)
+
+
+def _fastest_epoch(folder):
+    """The run's fastest epoch in seconds: a speed to compare steps by, since this
+    machine's epochs come at two speeds and the minutes depend on how many fell in each."""
+    path = os.path.join(folder, "epoch_seconds.json")
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        return min(json.load(f))
 
 
 def _number(value, pattern):

@@ -167,5 +167,7 @@ def test_ablation_runs_each_step_with_tta_and_writes_its_table(synthetic, tmp_pa
     stored = json.loads((tmp_path / "study" / "step1" / "config.json").read_text())
     assert stored["label_smoothing"] == 0.1 and stored["backbone"] == "fastnet"
     assert all(0 <= r["map_at_r"] <= 1 and 0 <= r["eer"] <= 1 for r in summary["rows"])
+    seconds = json.loads((tmp_path / "study" / "step1" / "epoch_seconds.json").read_text())
+    assert summary["rows"][1]["fastest_epoch_seconds"] == min(seconds) > 0
     table = (tmp_path / "study" / "ablation.md").read_text()
-    assert "with TTA (translate)" in table and "| MAP@R | EER |" in table
+    assert "with TTA (translate)" in table and "| MAP@R | EER |" in table and "fastest epoch (s)" in table
