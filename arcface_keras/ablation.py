@@ -3,7 +3,7 @@
 Each step's settings are the previous step's plus its own; every run has the
 same data, seed and epochs. Each row reports test accuracy single pass and
 with test-time augmentation, the embedding's MAP@R and EER (single pass),
-epochs, and training minutes.
+epochs, training minutes and the fastest epoch.
 """
 
 import dataclasses
@@ -88,8 +88,9 @@ def ablation_markdown(summary):
 
 
 def _fastest_epoch(folder):
-    """The run's fastest epoch in seconds: a speed to compare steps by, since this
-    machine's epochs come at two speeds and the minutes depend on how many fell in each."""
+    """The run's fastest epoch in seconds: a speed to compare steps by where epoch
+    times vary between runs (on the reference 2-core CPU they come at two speeds,
+    so a run's minutes depend on how many of its epochs fell in each)."""
     path = os.path.join(folder, "epoch_seconds.json")
     if not os.path.exists(path):
         return None
