@@ -66,17 +66,19 @@ def degraded_copy(source, quality, path):
     `path` (atomically; kept and reused); return the mean squared error it added on x_train."""
     with np.load(source) as arrays:
         data = {key: arrays[key] for key in ("x_train", "y_train", "x_test", "y_test")}
-    if not os.path.exists(path):
+    if os.path.exists(path):  # a kept copy: check it was made from this data
+        with np.load(path) as arrays:
+            copy = {key: arrays[key] for key in data}
+        if any(copy[key].shape != data[key].shape for key in data) or not all(
+                np.array_equal(copy[key], data[key]) for key in ("y_train", "y_test")):
+            raise UserInputError(f"{path} is a copy of other data than --data {source}: remove it or choose "
+                                 "another --folder")
+    else:
         copy = dict(data, x_train=round_trip(data["x_train"], quality), x_test=round_trip(data["x_test"], quality))
         buffer = io.BytesIO()
         np.savez(buffer, **copy)
         write_bytes_atomic(path, buffer.getvalue())
-    with np.load(path) as arrays:
-        if any(arrays[key].shape != data[key].shape for key in data) or not all(
-                np.array_equal(arrays[key], data[key]) for key in ("y_train", "y_test")):
-            raise UserInputError(f"{path} is a copy of other data than --data {source}: remove it or choose "
-                                 "another --folder")
-        return mean_squared_error(data["x_train"], arrays["x_train"])
+    return mean_squared_error(data["x_train"], copy["x_train"])
 
 
 def jpeg_cost(base, folder, qualities=(50, 30), base_psnr=30.0):
