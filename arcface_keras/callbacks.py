@@ -206,3 +206,16 @@ class EpochTimer(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         self.seconds.append(time.perf_counter() - self._start)
         write_json_atomic(self.path, self.seconds)
+
+
+class EpochCounter(keras.callbacks.Callback):
+    """Holds the current epoch in `variable` (an integer ``tf.Variable``) for
+    the input pipeline (the alternating flip, `data.make_dataset`). Set at
+    the start of each epoch, before Keras opens that epoch's iterator."""
+
+    def __init__(self, variable):
+        super().__init__()
+        self.variable = variable
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.variable.assign(epoch)

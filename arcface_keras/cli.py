@@ -78,6 +78,9 @@ def add_training_arguments(parser, exclude=(), **default_overrides):
                         help=f"auto: crop-flip for colour images, off for grayscale; crop-flip-cutout: crop-flip, "
                              f"then a {data_lib.CUTOUT_SIZE}×{data_lib.CUTOUT_SIZE} Cutout square; shift: ±2-pixel "
                              "random shifts; shift-flip: the same and the random flip"),
+        "pad_mode": dict(choices=data_lib.PAD_MODES, help="what fills the border that shifts and crops uncover: "
+                                                          "zeros, or the image mirrored (reflect)"),
+        "alternating_flip": "boolean:flipping augmentations: mirror each image in every other epoch instead of at random",
         "seed": dict(type=int),
         "deterministic": "boolean:deterministic TensorFlow ops: the same command gives bit-identical results (slower)",
         "precision": dict(choices=training.PRECISIONS),

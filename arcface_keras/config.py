@@ -25,6 +25,7 @@ STRATEGIES = ("auto", "one", "mirrored", "multiworker")
 OPTIMIZERS = ("sgd", "adam")
 DEFAULT_LR = {"sgd": 0.05, "adam": 1e-3}
 AUGMENT_CHOICES = ("auto", "off", *data_lib.AUGMENTATIONS)
+FLIPPING_AUGMENTATIONS = ("auto", "crop-flip", "crop-flip-cutout", "shift-flip")  # auto: crop-flip for colour images
 # The margin each loss accepts: [low, high) (SphereFace's multiplicative margin: [1, 1000]).
 MARGIN_RANGES = {"arcface": (0.0, math.pi), "cosface": (0.0, 2.0), "sphereface": (1.0, 1000.0),
                  "triplet": (0.0, 4.0), "softmax": (-math.inf, math.inf)}
@@ -75,6 +76,8 @@ class TrainConfig:
     ema_momentum: float = 0.0  # > 0: train with an exponential moving average of the weights, kept at the end
     lookahead_steps: int = 0  # > 0 (with ema_momentum): the average replaces the weights every this many steps
     augment: str = "auto"  # auto: crop-flip for colour images, none for grayscale; or crop-flip, crop-flip-cutout, shift, off
+    pad_mode: str = "zeros"  # what fills the border that shifts and crops uncover: zeros, or the image mirrored (reflect)
+    alternating_flip: bool = False  # flipping augmentations: each image mirrored in every other epoch, not at random
     seed: int = 0
     deterministic: bool = False  # also make TensorFlow's ops deterministic (bit-identical reruns, slower)
     precision: str = "auto"
@@ -135,6 +138,11 @@ class TrainConfig:
             ("lookahead_steps", _integer(self.lookahead_steps, 0) and (self.lookahead_steps == 0 or self.ema_momentum > 0),
              "an integer ≥ 0, and > 0 only with --ema-momentum > 0"),
             ("augment", self.augment in AUGMENT_CHOICES, f"one of {AUGMENT_CHOICES}"),
+            ("pad_mode", self.pad_mode in data_lib.PAD_MODES, f"one of {data_lib.PAD_MODES}"),
+            ("alternating_flip", isinstance(self.alternating_flip, bool) and (
+                not self.alternating_flip or (self.augment in FLIPPING_AUGMENTATIONS and self.loss != "triplet")),
+             f"True only with --augment one of {FLIPPING_AUGMENTATIONS} and a loss other than triplet "
+             f"(now --augment {self.augment}, --loss {self.loss})"),
             ("seed", _integer(self.seed, 0), "an integer ≥ 0"),
             ("deterministic", isinstance(self.deterministic, bool), "True or False"),
             ("precision", self.precision in PRECISIONS, f"one of {PRECISIONS}"),
@@ -223,7 +231,7 @@ UNUSED_FIELDS = {"softmax": _MARGIN_HEAD_FIELDS + ("margin",), "triplet": _MARGI
 # Fields whose value here means what runs made before the field existed did: a
 # stored config without them is the same run, so the key leaves them out at it.
 DEFAULT_OMITTED = {"sample_rate": 1.0, "label_smoothing": 0.0, "ema_momentum": 0.0, "lookahead_steps": 0, "translate_test": False,
-                   "bn_bias_lr_factor": 1.0}
+                   "bn_bias_lr_factor": 1.0, "pad_mode": "zeros", "alternating_flip": False}
 
 
 # Config fields stored under an older name in run folders: old → new.

@@ -39,6 +39,7 @@ from arcface_keras.callbacks import (
     ClassCenters,
     DivergenceGuard,
     EpochBackup,
+    EpochCounter,
     EpochTimer,
     HistoryLog,
     InferenceValidation,
@@ -294,7 +295,7 @@ def _fit_plan(config, splits, train_model, worker=None):
         return FitPlan(
             model=embedding,
             data=data_lib.balanced_dataset(splits.x_train, splits.y_train, classes_per_batch, samples_per_class,
-                                           config.seed, augment),
+                                           config.seed, augment, config.pad_mode),
             loss=TripletLoss(margin=margin),
             metrics=[],
             steps_per_epoch=data_lib.balanced_steps(len(splits.y_train), classes_per_batch, samples_per_class),
@@ -311,9 +312,15 @@ def _fit_plan(config, splits, train_model, worker=None):
         loss = (SmoothedSparseCrossentropy(config.label_smoothing) if config.label_smoothing else
                 keras.losses.SparseCategoricalCrossentropy(from_logits=True))
         metrics = [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
+    import tensorflow as tf
+
+    # The alternating flip reads the epoch from this variable, which EpochCounter keeps.
+    epoch = tf.Variable(0, dtype=tf.int64, trainable=False) if config.alternating_flip and augment else None
+
     def make(images, labels, batch_size, cache=config.cache, drop_remainder=False):
         return data_lib.make_dataset(images, labels, batch_size, training=True, augment=augment, seed=config.seed,
-                                     labels_as_input=labels_as_input, cache=cache, drop_remainder=drop_remainder)
+                                     labels_as_input=labels_as_input, cache=cache, drop_remainder=drop_remainder,
+                                     pad_mode=config.pad_mode, flip_epoch=epoch)
 
     if worker is None:
         data, steps = make(splits.x_train, splits.y_train, config.batch_size), int(np.ceil(len(splits.y_train) / config.batch_size))
@@ -329,7 +336,7 @@ def _fit_plan(config, splits, train_model, worker=None):
         metrics=metrics,
         steps_per_epoch=steps,
         endless=worker is not None,
-        callbacks_first=[],
+        callbacks_first=[] if epoch is None else [EpochCounter(epoch)],
         callbacks_last=[MarginScheduler(margin_factor=linear_ramp(config.margin_warmup_epochs))] if ramp else [],
     )
 

@@ -151,6 +151,8 @@ CASES = [
     (TRAIN, ["--seed", "-1"], "seed=-1"),
     (TRAIN, ["--margin-warmup-epochs", "-2"], "margin_warmup_epochs=-2.0"),
     (TRAIN, ["--lookahead-steps", "5"], "--lookahead-steps must be an integer ≥ 0, and > 0 only with --ema-momentum"),
+    (TRAIN, ["--alternating-flip", "--augment", "shift"], "--alternating-flip must be True only with --augment one of"),
+    (TRAIN, ["--pad-mode", "wrap"], "argument --pad-mode: invalid choice: 'wrap'"),
     (TRAIN, ["--backbone-options", "{bad"], "must be a JSON object"),
     (TRAIN, ["--backbone-options", "[1, 2]"], "must be a JSON object, not list"),
     (TRAIN, ["--backbone-options", '{"depth": 3}'], "does not take: ['depth']"),

@@ -322,3 +322,69 @@ def test_crop_flip_cutout_pipeline_masks_each_augmented_image(rng):
         candidates += [c[:, ::-1] for c in candidates]
         # Some crop/flip agrees with the output everywhere except a square of at most 12×12 pixels.
         assert min(np.any(augmented != c, axis=-1).sum() for c in candidates) <= data.CUTOUT_SIZE ** 2
+
+
+def _flip_and_offset(augmented, image, padding, mode):
+    """[(flipped, dy, dx)] of the crops of `image` padded in `mode` that give `augmented`."""
+    size = image.shape[0]
+    padded = np.pad(image.astype("float32"), ((padding, padding), (padding, padding), (0, 0)), mode=mode)
+    return [(flip, dy, dx) for flip in (False, True) for dy in range(2 * padding + 1) for dx in range(2 * padding + 1)
+            if np.array_equal(augmented[:, ::-1] if flip else augmented, padded[dy:dy + size, dx:dx + size])]
+
+
+def test_reflect_padding_fills_the_border_with_the_mirrored_image(rng):
+    images = rng.integers(1, 256, size=(100, 12, 12, 3), dtype=np.uint8)
+    dataset = data.make_dataset(images, np.arange(100), batch_size=100, training=True, augment="shift-flip", seed=0,
+                                labels_as_input=False, pad_mode="reflect")
+    batch, order = next(iter(dataset))
+    assert not np.any(batch.numpy() == 0)  # no zero border: the images have no zero pixel
+    shifted = 0
+    for augmented, index in zip(batch.numpy(), order.numpy()):
+        matches = _flip_and_offset(augmented, images[index], 2, "reflect")
+        assert len(matches) == 1
+        shifted += matches[0][1:] != (2, 2)
+    assert shifted > 50
+    with pytest.raises(DataError, match="pad_mode='wrap'"):
+        data.batch_augmentation("shift-flip", "wrap")
+
+
+def test_alternating_flip_mirrors_each_image_in_every_other_epoch(rng):
+    import tensorflow as tf
+
+    images = rng.integers(1, 256, size=(64, 12, 12, 3), dtype=np.uint8)
+    epoch = tf.Variable(0, dtype=tf.int64)
+    dataset = data.make_dataset(images, np.arange(64), batch_size=16, training=True, augment="crop-flip", seed=0,
+                                labels_as_input=False, flip_epoch=epoch)
+    seen = {}
+    for value in (0, 1, 2):
+        epoch.assign(value)
+        for batch, order in dataset:
+            for augmented, index in zip(batch.numpy(), order.numpy()):
+                (flip, _, _), = _flip_and_offset(augmented, images[index], 4, "constant")
+                seen.setdefault(int(index), []).append(flip)
+    assert sorted(seen) == list(range(64))
+    for index, flips in seen.items():  # mirrored where index + epoch is odd
+        assert flips == [index % 2 == 1, index % 2 == 0, index % 2 == 1], index
+
+
+def test_epoch_counter_sets_the_epoch_before_the_epochs_batches_are_drawn():
+    import keras
+    import tensorflow as tf
+
+    from arcface_keras.callbacks import EpochCounter
+
+    class Mirrored(keras.Model):  # counts the batch's mirrored images instead of training
+        def train_step(self, batch):
+            images, _ = batch
+            return {"mirrored": tf.reduce_sum(tf.cast(images[:, 0, 0, 0] > 127, tf.float32))}
+
+    images = np.zeros((5, 8, 8, 1), dtype=np.uint8)
+    images[:, :, 4:] = 255  # dark left half, bright right half: mirrored images start bright
+    epoch = tf.Variable(0, dtype=tf.int64)
+    dataset = data.make_dataset(images, np.zeros(5), batch_size=5, training=True, augment="shift-flip",
+                                labels_as_input=False, pad_mode="reflect", flip_epoch=epoch)
+    inputs = keras.Input((8, 8, 1))
+    model = Mirrored(inputs, keras.layers.Flatten()(inputs))
+    model.compile()
+    history = model.fit(dataset, epochs=4, callbacks=[EpochCounter(epoch)], verbose=0, shuffle=False)
+    assert history.history["mirrored"] == [2.0, 3.0, 2.0, 3.0]  # odd indices in even epochs, even ones in odd epochs

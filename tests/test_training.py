@@ -245,3 +245,16 @@ def test_label_smoothing_and_weight_averaging_train_and_end_with_the_average(tmp
     assert metrics["test_accuracy"] > 0.5
     key = training.results_key(TrainConfig())
     assert "label_smoothing" not in key and "ema_momentum" not in key  # runs stored before these fields still match
+
+
+def test_reflect_padding_and_alternating_flip_train_and_are_recorded(synthetic, tmp_path):
+    folder = tmp_path / "run"
+    metrics = train(TrainConfig(data=synthetic, epochs=2, batch_size=20, augment="shift-flip", pad_mode="reflect",
+                                alternating_flip=True, output=str(folder), **TINY))
+    assert metrics["config"]["pad_mode"] == "reflect" and metrics["config"]["alternating_flip"] is True
+    key = training.results_key(TrainConfig())
+    assert "pad_mode" not in key and "alternating_flip" not in key  # runs stored before these fields still match
+    with pytest.raises(ValueError, match="alternating_flip=True"):
+        TrainConfig(augment="shift", alternating_flip=True).validate()
+    with pytest.raises(ValueError, match="pad_mode='edge'"):
+        TrainConfig(pad_mode="edge").validate()

@@ -26,6 +26,7 @@ from arcface_keras.data.folders import ImageFiles  # noqa: F401
 from arcface_keras.data.pipelines import (  # noqa: F401
     AUGMENTATIONS,
     CUTOUT_SIZE,
+    PAD_MODES,
     augmentation,
     balanced_dataset,
     balanced_steps,

@@ -8,14 +8,16 @@ import numpy as np
 from arcface_keras.errors import DataError
 
 AUGMENTATIONS = ("crop-flip", "crop-flip-cutout", "shift", "shift-flip")
+PAD_MODES = ("zeros", "reflect")  # what fills the border a shift or crop uncovers
 CUTOUT_SIZE = 12  # airbench96's choice for CIFAR-10 at a ~45-epoch budget (DeVries & Taylor used 16 at 200 epochs)
 
 
 SHUFFLE_BUFFER_CACHED = 10_000  # decoded images a cached file pipeline shuffles among
 
 
-def _source(images, labels, training, seed, cache=None):
-    """Unbatched (uint8 image, int32 label) elements, shuffled when training.
+def _source(images, labels, training, seed, cache=None, indexed=False):
+    """Unbatched (uint8 image, int32 label) elements, shuffled when training;
+    with `indexed`, (image, label, int64 position in `images`) elements.
 
     Arrays are sliced from memory. Files are shuffled as paths (so nothing
     but the paths is held) and decoded in parallel; with `cache`
@@ -25,13 +27,14 @@ def _source(images, labels, training, seed, cache=None):
     import tensorflow as tf
 
     labels = np.asarray(labels).astype("int32")
+    extra = (np.arange(len(labels), dtype="int64"),) if indexed else ()
     if isinstance(images, np.ndarray):
-        dataset = tf.data.Dataset.from_tensor_slices((images, labels))
+        dataset = tf.data.Dataset.from_tensor_slices((images, labels, *extra))
         return dataset.shuffle(len(labels), seed=seed, reshuffle_each_iteration=True) if training else dataset
-    dataset = tf.data.Dataset.from_tensor_slices((images.paths.astype(str), labels))
+    dataset = tf.data.Dataset.from_tensor_slices((images.paths.astype(str), labels, *extra))
     if training and not cache:
         dataset = dataset.shuffle(len(labels), seed=seed, reshuffle_each_iteration=True)
-    dataset = dataset.map(lambda path, label: (images.decode(path), label), num_parallel_calls=tf.data.AUTOTUNE)
+    dataset = dataset.map(lambda path, *rest: (images.decode(path), *rest), num_parallel_calls=tf.data.AUTOTUNE)
     if cache:
         dataset = dataset.cache("" if cache == "memory" else cache)
         if training:
@@ -48,17 +51,23 @@ def image_batches(images, batch_size=100):
 
 
 def make_dataset(images, labels, batch_size=100, training=False, augment=None, seed=0, labels_as_input=True,
-                 cache=None, drop_remainder=False):
+                 cache=None, drop_remainder=False, pad_mode="zeros", flip_epoch=None):
     """A tf.data pipeline of raw float32 images (0–255) and int32 labels.
 
     Training pipelines are shuffled anew each epoch; `augment` is `None`,
-    ``"crop-flip"`` (random crop after 4-pixel zero padding and a random
+    ``"crop-flip"`` (random crop after 4-pixel padding and a random
     horizontal flip: the CIFAR recipe), ``"crop-flip-cutout"`` (the same, then
     a `CUTOUT_SIZE`-pixel square at a random center, clipped at the border,
     filled with the image's mean colour: Cutout, DeVries & Taylor 2017) or ``"shift"`` (random crop after
     2-pixel padding, no flip: for digits, whose mirror images are not digits) or
     ``"shift-flip"`` (2-pixel shifts and the random flip: airbench's lighter
-    augmentation for short budgets). Elements are ``((images, labels), labels)`` when
+    augmentation for short budgets). `pad_mode` fills the padding with zeros
+    or mirrors the image into it (``"reflect"``, airbench's). With
+    `flip_epoch` (an integer ``tf.Variable`` holding the current epoch, kept
+    by `callbacks.EpochCounter`) a flipping augmentation mirrors image *i*
+    exactly in the epochs where *i* + epoch is odd, instead of at random:
+    airbench's alternating flip, each image seen both ways in any two
+    consecutive epochs. Elements are ``((images, labels), labels)`` when
     `labels_as_input` (margin heads read the labels), else
     ``(images, labels)``. `images` is a uint8 array or `ImageFiles` (decoded
     from disk as they stream; `cache` as in `_source`). `drop_remainder`
@@ -68,15 +77,17 @@ def make_dataset(images, labels, batch_size=100, training=False, augment=None, s
 
     if batch_size < 1:
         raise DataError(f"batch_size must be positive. Received: batch_size={batch_size}")
-    dataset = _source(images, labels, training, seed, cache)
+    alternate = training and bool(augment) and flip_epoch is not None and _parameters(augment)[1]
+    dataset = _source(images, labels, training, seed, cache, indexed=alternate)
     dataset = dataset.batch(batch_size, drop_remainder=drop_remainder)
-    transform = batch_augmentation(augment) if training and augment else None
+    transform = batch_augmentation(augment, pad_mode) if training and augment else None
 
-    def to_model_inputs(image, label):
+    def to_model_inputs(image, label, index=None):
         # Augmented a batch at a time: one vectorised op per step instead of one per image
         # (fastnet on CIFAR-10, two cores: the pipeline's share of a step 5.0 % against 8.2 %,
         # docs/benchmarks.md).
-        image = tf.cast(image if transform is None else transform(image), tf.float32)
+        mirrored = None if index is None else tf.math.floormod(index + tf.cast(flip_epoch, tf.int64), 2) == 1
+        image = tf.cast(image if transform is None else transform(image, mirrored), tf.float32)
         return ((image, label), label) if labels_as_input else (image, label)
 
     return dataset.map(to_model_inputs, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
@@ -89,14 +100,21 @@ def _parameters(name):
     return (2 if name.startswith("shift") else 4), name != "shift", name == "crop-flip-cutout"
 
 
-def augmentation(name):
+def _pad_mode(pad_mode):
+    if pad_mode not in PAD_MODES:
+        raise DataError(f"pad_mode must be one of {PAD_MODES}. Received: pad_mode={pad_mode!r}")
+    return "CONSTANT" if pad_mode == "zeros" else "REFLECT"
+
+
+def augmentation(name, pad_mode="zeros"):
     """The per-image transform called `name` (see `make_dataset`)."""
     import tensorflow as tf
 
     padding, flip, cutout = _parameters(name)
+    mode = _pad_mode(pad_mode)
 
     def transform(image):
-        padded = tf.pad(image, [[padding, padding], [padding, padding], [0, 0]])
+        padded = tf.pad(image, [[padding, padding], [padding, padding], [0, 0]], mode=mode)
         image = tf.image.random_crop(padded, tf.shape(image))
         image = tf.image.random_flip_left_right(image) if flip else image
         return cut_out(image, CUTOUT_SIZE) if cutout else image
@@ -104,24 +122,27 @@ def augmentation(name):
     return transform
 
 
-def batch_augmentation(name):
-    """`augmentation(name)` applied to a whole batch (B, H, W, C) at once, each
-    image with its own random crop offset, flip and Cutout square."""
+def batch_augmentation(name, pad_mode="zeros"):
+    """`augmentation(name, pad_mode)` applied to a whole batch (B, H, W, C) at once, each
+    image with its own random crop offset, flip and Cutout square. The transform's
+    optional second argument, a (B,) boolean tensor, says which images to mirror
+    (instead of a random half)."""
     import tensorflow as tf
 
     padding, flip, cutout = _parameters(name)
+    mode = _pad_mode(pad_mode)
 
-    def transform(images):
+    def transform(images, mirrored=None):
         shape = tf.shape(images)
         count, height, width = shape[0], shape[1], shape[2]
-        padded = tf.pad(images, [[0, 0], [padding, padding], [padding, padding], [0, 0]])
+        padded = tf.pad(images, [[0, 0], [padding, padding], [padding, padding], [0, 0]], mode=mode)
         top = tf.random.uniform([count, 1], 0, 2 * padding + 1, dtype=tf.int32)
         left = tf.random.uniform([count, 1], 0, 2 * padding + 1, dtype=tf.int32)
         crops = tf.gather(padded, top + tf.range(height)[None, :], axis=1, batch_dims=1)
         crops = tf.gather(crops, left + tf.range(width)[None, :], axis=2, batch_dims=1)
         if flip:
-            mirrored = tf.random.uniform([count, 1, 1, 1]) < 0.5
-            crops = tf.where(mirrored, tf.reverse(crops, axis=[2]), crops)
+            mirrored = (tf.random.uniform([count]) < 0.5) if mirrored is None else mirrored
+            crops = tf.where(mirrored[:, None, None, None], tf.reverse(crops, axis=[2]), crops)
         return cut_out_batch(crops, CUTOUT_SIZE) if cutout else crops
 
     return transform
@@ -156,7 +177,7 @@ def cut_out(image, size):
     return tf.where(inside[..., None], mean[None, None, :], image)
 
 
-def balanced_dataset(images, labels, classes_per_batch, samples_per_class, seed=0, augment=None):
+def balanced_dataset(images, labels, classes_per_batch, samples_per_class, seed=0, augment=None, pad_mode="zeros"):
     """Endless P×K batches: P classes drawn without replacement, K images each.
 
     Every batch holds positives for every anchor, as triplet mining needs. A
@@ -185,7 +206,7 @@ def balanced_dataset(images, labels, classes_per_batch, samples_per_class, seed=
     image_table = tf.constant(images if in_memory else images.paths.astype(str))
     label_table = tf.constant(labels.astype("int32"))
 
-    transform = batch_augmentation(augment) if augment else None
+    transform = batch_augmentation(augment, pad_mode) if augment else None
 
     def gather(indices):
         batch = tf.gather(image_table, indices)
