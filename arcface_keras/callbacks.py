@@ -1,6 +1,7 @@
 """The callbacks `train()` fits with: validation in inference mode, triplet
-class centers, divergence checks, and the run folder's resumable record
-(a backup per epoch, ``history.csv``, ``epoch_seconds.json``).
+class centers, divergence checks, the run folder's resumable record
+(a backup per epoch, ``history.csv``, ``epoch_seconds.json``), the epoch
+for the alternating flip and airbench's lookahead.
 
 The record is written so that a process killed at any instant (kill -9)
 leaves a folder the same command resumes from, with every epoch trained
@@ -219,3 +220,47 @@ class EpochCounter(keras.callbacks.Callback):
 
     def on_epoch_begin(self, epoch, logs=None):
         self.variable.assign(epoch)
+
+
+class Lookahead(keras.callbacks.Callback):
+    """airbench's lookahead: every `steps` training steps a running average
+    of the model's float variables (the weights and the batch-norm
+    statistics) moves toward them, ``a ← a + (1 − d)·(w − a)``, and the
+    variables are set to it. The decay grows with the step t of T,
+    ``d = decay^steps · (t / T)³``: no averaging early, ``decay^steps`` at the
+    end. When training ends the variables are set to the average.
+
+    The average starts from the variables at the first step of `fit`; a
+    resumed run starts it afresh from the restored epoch (the average between
+    two epochs is not backed up, and the variables equal it at every sync).
+    """
+
+    def __init__(self, decay, steps, total_steps):
+        super().__init__()
+        self.decay, self.steps, self.total_steps = float(decay), int(steps), max(int(total_steps), 1)
+        self.average = None
+
+    def _variables(self):
+        return [v for v in self.model.variables if "float" in str(v.dtype)]
+
+    def on_train_begin(self, logs=None):
+        self.average = None
+
+    def on_train_batch_begin(self, batch, logs=None):
+        if self.average is None:
+            self.average = [np.array(v.numpy(), dtype="float32") for v in self._variables()]
+
+    def on_train_batch_end(self, batch, logs=None):
+        step = int(self.model.optimizer.iterations.numpy())
+        if step % self.steps == 0:
+            self.sync(self.decay ** self.steps * min(step / self.total_steps, 1.0) ** 3)
+
+    def sync(self, decay):
+        """Move the average toward the variables by ``1 − decay`` and set the variables to it."""
+        for average, variable in zip(self.average, self._variables()):
+            average += (1.0 - decay) * (variable.numpy().astype("float32") - average)
+            variable.assign(average.astype(variable.dtype))
+
+    def on_train_end(self, logs=None):
+        if self.average is not None:
+            self.sync(1.0)

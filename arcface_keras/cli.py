@@ -72,8 +72,9 @@ def add_training_arguments(parser, exclude=(), **default_overrides):
         "label_smoothing": dict(type=float, help="ε: the target is 1 − ε on the label and ε / C on every class"),
         "ema_momentum": dict(type=float, help="> 0: keep an exponential moving average of the weights (e.g. 0.99) "
                                               "and end with it; 0: off"),
-        "lookahead_steps": dict(type=int, help="with --ema-momentum: the average also replaces the weights every this "
-                                               "many steps (lookahead); 0: only at the end"),
+        "lookahead_steps": dict(type=int, help="with --ema-momentum m: airbench's lookahead instead of the moving "
+                                               "average: every K steps the average (batch-norm statistics too) moves "
+                                               "toward the weights by 1 − m^K·(t/T)³ and replaces them; 0: off"),
         "augment": dict(choices=training.AUGMENT_CHOICES,
                         help=f"auto: crop-flip for colour images, off for grayscale; crop-flip-cutout: crop-flip, "
                              f"then a {data_lib.CUTOUT_SIZE}×{data_lib.CUTOUT_SIZE} Cutout square; shift: ±2-pixel "

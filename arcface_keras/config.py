@@ -74,7 +74,7 @@ class TrainConfig:
     lr_warmup_epochs: float = 1.0
     label_smoothing: float = 0.0  # softmax and margin heads: target 1 − ε on the label, ε / C on every class
     ema_momentum: float = 0.0  # > 0: train with an exponential moving average of the weights, kept at the end
-    lookahead_steps: int = 0  # > 0 (with ema_momentum): the average replaces the weights every this many steps
+    lookahead_steps: int = 0  # > 0 (with ema_momentum): airbench's lookahead every this many steps (callbacks.Lookahead)
     augment: str = "auto"  # auto: crop-flip for colour images, none for grayscale; or crop-flip, crop-flip-cutout, shift, off
     pad_mode: str = "zeros"  # what fills the border that shifts and crops uncover: zeros, or the image mirrored (reflect)
     alternating_flip: bool = False  # flipping augmentations: each image mirrored in every other epoch, not at random

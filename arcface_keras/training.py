@@ -43,6 +43,7 @@ from arcface_keras.callbacks import (
     EpochTimer,
     HistoryLog,
     InferenceValidation,
+    Lookahead,
 )
 from arcface_keras.errors import TrainingDiverged, UserInputError
 from arcface_keras.io import write_json_atomic
@@ -213,6 +214,8 @@ def _fit(config, folder, splits, plan, train_model, inference, worker=None):
         keras.callbacks.TensorBoard(os.path.join(folder, "logs")),
         timer,
         *plan.callbacks_last,
+        *([Lookahead(config.ema_momentum, config.lookahead_steps, config.epochs * plan.steps_per_epoch)]
+          if config.lookahead_steps else []),
         # last: saves what the others logged
         EpochBackup(os.path.join(folder, run_folder.BACKUP), guard, restore_from=backup),
     ]
@@ -377,8 +380,8 @@ def make_optimizer(config, steps_per_epoch):
     Weight decay is Keras' decoupled decay (``w ← w − lr·weight_decay·w``
     each step); with ``decay_batch_norm=False`` batch-norm γ and β are exempt.
     With ``ema_momentum`` the optimizer keeps Keras' moving average of the
-    trainable weights, which replaces them when `fit` ends, and with
-    ``lookahead_steps`` also every that many steps (airbench's lookahead).
+    trainable weights, which replaces them when `fit` ends; with
+    ``lookahead_steps`` the `Lookahead` callback averages instead (airbench's).
     """
     total = config.epochs * steps_per_epoch
     lr = config.learning_rate
@@ -389,8 +392,7 @@ def make_optimizer(config, steps_per_epoch):
         warmup_target=lr if warmup else None,
         warmup_steps=warmup,
     )
-    ema = {"use_ema": True, "ema_momentum": config.ema_momentum,
-           "ema_overwrite_frequency": config.lookahead_steps or None} if config.ema_momentum else {}
+    ema = {"use_ema": True, "ema_momentum": config.ema_momentum} if config.ema_momentum and not config.lookahead_steps else {}
     if config.optimizer == "adam":
         optimizer = keras.optimizers.AdamW(schedule, weight_decay=config.weight_decay, **ema)
     else:

@@ -182,22 +182,40 @@ def test_batch_norm_parameters_can_be_kept_out_of_weight_decay():
         assert any(v.path.endswith("/kernel") for v in model.trainable_variables if optimizer._use_weight_decay(v))
 
 
-def test_lookahead_copies_the_average_into_the_weights_every_k_steps():
-    weight = keras.Variable([1.0])
-    optimizer = training.make_optimizer(TrainConfig(ema_momentum=0.5, lookahead_steps=2, lr=0.1, momentum=0.0,
-                                                    weight_decay=0.0, lr_warmup_epochs=0, epochs=100), 1)
-    optimizer.build([weight])
-    w, average, seen, expected = 1.0, None, [], []
-    for step in range(5):
-        lr = float(optimizer.learning_rate)
-        optimizer.apply([keras.ops.convert_to_tensor([1.0])], [weight])  # gradient 1
-        seen.append(float(weight.numpy()[0]))
-        w -= lr  # plain SGD step, then Keras' EMA (a copy at the first step), written back every 2nd step
-        average = w if average is None else 0.5 * average + 0.5 * w
-        w = average if (step + 1) % 2 == 0 else w
-        expected.append(w)
-    np.testing.assert_allclose(seen, expected, rtol=1e-6)
-    assert training.make_optimizer(TrainConfig(ema_momentum=0.5), 1).ema_overwrite_frequency is None
+def test_lookahead_averages_weights_and_batch_norm_statistics_as_airbench_does():
+    from arcface_keras.callbacks import Lookahead
+
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2), keras.layers.BatchNormalization()])
+    model.compile(optimizer="sgd", loss="mse")
+    callback = Lookahead(decay=0.9, steps=2, total_steps=6)
+    callback.set_model(model)
+    callback.on_train_begin()
+    rng = np.random.default_rng(0)
+    average = None
+    for step in range(1, 7):
+        callback.on_train_batch_begin(step - 1)
+        if average is None:
+            average = [v.numpy().copy() for v in model.variables]
+        moved = [v.numpy() + rng.normal(size=v.shape).astype("float32") for v in model.variables]
+        for variable, value in zip(model.variables, moved):  # a training step: every float variable moves
+            variable.assign(value)
+        model.optimizer.iterations.assign(step)
+        callback.on_train_batch_end(step - 1)
+        expected = moved
+        if step % 2 == 0:  # the naive reference: lerp toward the weights by 1 − d, then copy back
+            decay = 0.9 ** 2 * (step / 6) ** 3
+            average = expected = [a + (1 - decay) * (m - a) for a, m in zip(average, moved)]
+        for value, variable in zip(expected, model.variables):
+            np.testing.assert_allclose(variable.numpy(), value, rtol=1e-5, atol=1e-5)
+    names = {v.path.split("/")[-1] for v in callback._variables()}
+    assert {"kernel", "bias", "moving_mean", "moving_variance", "gamma", "beta"} <= names
+    for variable in model.variables:
+        variable.assign(variable.numpy() + 1.0)
+    callback.on_train_end()  # the weights end as the average
+    for a, v in zip(average, model.variables):
+        np.testing.assert_allclose(v.numpy(), a, rtol=1e-5, atol=1e-6)
+    key = training.make_optimizer(TrainConfig(ema_momentum=0.9, lookahead_steps=5), 1)
+    assert not key.use_ema  # lookahead replaces Keras' EMA
 
 
 def test_adam_gets_its_own_learning_rate():
@@ -258,3 +276,15 @@ def test_reflect_padding_and_alternating_flip_train_and_are_recorded(synthetic, 
         TrainConfig(augment="shift", alternating_flip=True).validate()
     with pytest.raises(ValueError, match="pad_mode='edge'"):
         TrainConfig(pad_mode="edge").validate()
+
+
+def test_lookahead_run_learns_and_ends_with_the_average(synthetic, tmp_path, monkeypatch):
+    from arcface_keras import callbacks
+
+    ends = []
+    original = callbacks.Lookahead.on_train_end
+    monkeypatch.setattr(callbacks.Lookahead, "on_train_end", lambda self, logs=None: (ends.append(True), original(self, logs)))
+    metrics = train(TrainConfig(data=synthetic, epochs=4, batch_size=20, ema_momentum=0.9, lookahead_steps=3,
+                                output=str(tmp_path / "run"), **TINY))
+    assert ends == [True]
+    assert metrics["test_accuracy"] >= 0.9, metrics["test_accuracy"]
