@@ -384,7 +384,7 @@ def test_epoch_counter_sets_the_epoch_before_the_epochs_batches_are_drawn():
     dataset = data.make_dataset(images, np.zeros(5), batch_size=5, training=True, augment="shift-flip",
                                 labels_as_input=False, pad_mode="reflect", flip_epoch=epoch)
     inputs = keras.Input((8, 8, 1))
-    model = Mirrored(inputs, keras.layers.Flatten()(inputs))
+    model = Mirrored(inputs, keras.layers.Dense(1)(keras.layers.Flatten()(inputs)))
     model.compile()
     history = model.fit(dataset, epochs=4, callbacks=[EpochCounter(epoch)], verbose=0, shuffle=False)
     assert history.history["mirrored"] == [2.0, 3.0, 2.0, 3.0]  # odd indices in even epochs, even ones in odd epochs
