@@ -34,8 +34,10 @@ def finished_metrics(config):
         metrics = json.load(file)
     names = {field.name for field in dataclasses.fields(TrainConfig)}
     stored = training.renamed_fields(metrics.get("config", {}))
-    if not names - set(training.RESULT_FREE_FIELDS) <= set(stored):
+    missing = names - set(training.RESULT_FREE_FIELDS) - set(stored)
+    if not missing <= set(training.DEFAULT_OMITTED):
         return None  # made before some setting existed: not known to be the same run
+    # (a setting in DEFAULT_OMITTED takes its default, which is what runs made before it did)
     try:
         stored_config = TrainConfig(**{key: value for key, value in stored.items() if key in names})
     except TypeError:

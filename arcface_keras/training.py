@@ -23,6 +23,7 @@ from arcface_keras import data as data_lib
 from arcface_keras.config import (  # noqa: F401  (the config's names, as before)
     AUGMENT_CHOICES,
     DEFAULT_LR,
+    DEFAULT_OMITTED,
     MARGIN_RANGES,
     OPTIMIZERS,
     PRECISIONS,

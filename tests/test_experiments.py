@@ -42,6 +42,19 @@ def test_run_once_retrains_runs_made_before_a_setting_existed(tmp_path, monkeypa
     assert experiments.run_once(config)["test_accuracy"] == 0.5 and len(calls) == 1
 
 
+def test_run_once_reuses_runs_made_before_a_setting_whose_default_means_what_they_did(tmp_path, monkeypatch):
+    calls = []
+    monkeypatch.setattr(experiments, "train", lambda config: calls.append(config) or {"test_accuracy": 0.9})
+    config = TrainConfig(output=str(tmp_path / "run"))
+    legacy = training.config_record(config)
+    for name in training.DEFAULT_OMITTED:  # stored before these fields existed: their defaults are what ran
+        legacy.pop(name, None)
+    _finished_run(tmp_path, legacy)
+    assert experiments.run_once(config)["test_accuracy"] == 0.5 and calls == []
+    changed = dataclasses.replace(config, pad_mode="reflect")  # a value other than what ran
+    assert experiments.run_once(changed)["test_accuracy"] == 0.9 and calls == [changed]
+
+
 def test_run_once_ignores_fields_the_loss_never_reads(tmp_path, monkeypatch):
     calls = []
     monkeypatch.setattr(experiments, "train", lambda config: calls.append(config) or {"test_accuracy": 0.9})
