@@ -238,26 +238,26 @@ class Lookahead(keras.callbacks.Callback):
     def __init__(self, decay, steps, total_steps):
         super().__init__()
         self.decay, self.steps, self.total_steps = float(decay), int(steps), max(int(total_steps), 1)
-        self.average = None
-
-    def _variables(self):
-        return [v for v in self.model.variables if "float" in str(v.dtype)]
+        self.variables = self.average = None
+        self.step = 0
 
     def on_train_begin(self, logs=None):
-        self.average = None
+        self.variables = self.average = None
 
     def on_train_batch_begin(self, batch, logs=None):
-        if self.average is None:
-            self.average = [np.array(v.numpy(), dtype="float32") for v in self._variables()]
+        if self.average is None:  # after any restore of a resumed run; the step counted from there on
+            self.variables = [v for v in self.model.variables if "float" in str(v.dtype)]
+            self.average = [np.array(v.numpy(), dtype="float32") for v in self.variables]
+            self.step = int(self.model.optimizer.iterations.numpy())
 
     def on_train_batch_end(self, batch, logs=None):
-        step = int(self.model.optimizer.iterations.numpy())
-        if step % self.steps == 0:
-            self.sync(self.decay ** self.steps * min(step / self.total_steps, 1.0) ** 3)
+        self.step += 1
+        if self.step % self.steps == 0:
+            self.sync(self.decay ** self.steps * min(self.step / self.total_steps, 1.0) ** 3)
 
     def sync(self, decay):
         """Move the average toward the variables by ``1 − decay`` and set the variables to it."""
-        for average, variable in zip(self.average, self._variables()):
+        for average, variable in zip(self.average, self.variables):
             average += (1.0 - decay) * (variable.numpy().astype("float32") - average)
             variable.assign(average.astype(variable.dtype))
 

@@ -207,15 +207,15 @@ def test_lookahead_averages_weights_and_batch_norm_statistics_as_airbench_does()
             average = expected = [a + (1 - decay) * (m - a) for a, m in zip(average, moved)]
         for value, variable in zip(expected, model.variables):
             np.testing.assert_allclose(variable.numpy(), value, rtol=1e-5, atol=1e-5)
-    names = {v.path.split("/")[-1] for v in callback._variables()}
+    names = {v.path.split("/")[-1] for v in callback.variables}
     assert {"kernel", "bias", "moving_mean", "moving_variance", "gamma", "beta"} <= names
     for variable in model.variables:
         variable.assign(variable.numpy() + 1.0)
     callback.on_train_end()  # the weights end as the average
     for a, v in zip(average, model.variables):
         np.testing.assert_allclose(v.numpy(), a, rtol=1e-5, atol=1e-6)
-    key = training.make_optimizer(TrainConfig(ema_momentum=0.9, lookahead_steps=5), 1)
-    assert not key.use_ema  # lookahead replaces Keras' EMA
+    optimizer = training.make_optimizer(TrainConfig(ema_momentum=0.9, lookahead_steps=5), 1)
+    assert not optimizer.use_ema  # lookahead replaces Keras' EMA
 
 
 def test_adam_gets_its_own_learning_rate():
