@@ -68,7 +68,9 @@ def add_training_arguments(parser, exclude=(), **default_overrides):
         "decay_batch_norm": "boolean:also decay batch-norm γ and β",
         "bn_bias_lr_factor": dict(type=float, help="sgd: learning-rate factor of the batch-norm shifts β "
                                                    "(weight decay unchanged)"),
-        "lr_warmup_epochs": dict(type=float),
+        "lr_warmup_epochs": dict(type=float, help="cosine schedule: linear warm-up from 0 over this many epochs"),
+        "lr_schedule": dict(choices=training.LR_SCHEDULES, help="cosine: warm-up, then cosine decay to 0; triangle: "
+                                                      "airbench's, 0.2·lr → lr at 23 %% of the steps → 0.07·lr"),
         "label_smoothing": dict(type=float, help="ε: the target is 1 − ε on the label and ε / C on every class"),
         "ema_momentum": dict(type=float, help="> 0: keep an exponential moving average of the weights (e.g. 0.99) "
                                               "and end with it; 0: off"),

@@ -23,6 +23,7 @@ OPEN_SET_LOSSES = ("arcface", "cosface", "softmax", "triplet")
 PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
 STRATEGIES = ("auto", "one", "mirrored", "multiworker")
 OPTIMIZERS = ("sgd", "adam")
+LR_SCHEDULES = ("cosine", "triangle")
 DEFAULT_LR = {"sgd": 0.05, "adam": 1e-3}
 AUGMENT_CHOICES = ("auto", "off", *data_lib.AUGMENTATIONS)
 FLIPPING_AUGMENTATIONS = ("auto", "crop-flip", "crop-flip-cutout", "shift-flip")  # auto: crop-flip for colour images
@@ -71,7 +72,8 @@ class TrainConfig:
     weight_decay: float = 5e-4
     decay_batch_norm: bool = True  # False: batch-norm γ and β are not decayed
     bn_bias_lr_factor: float = 1.0  # SGD: learning-rate factor of the batch-norm shifts β (decay unchanged)
-    lr_warmup_epochs: float = 1.0
+    lr_warmup_epochs: float = 1.0  # cosine schedule: linear warm-up from 0 over this many epochs
+    lr_schedule: str = "cosine"  # cosine: warm-up, then cosine decay to 0; triangle: airbench's (optimizers.TriangleSchedule)
     label_smoothing: float = 0.0  # softmax and margin heads: target 1 − ε on the label, ε / C on every class
     ema_momentum: float = 0.0  # > 0: train with an exponential moving average of the weights, kept at the end
     lookahead_steps: int = 0  # > 0 (with ema_momentum): airbench's lookahead every this many steps (callbacks.Lookahead)
@@ -133,6 +135,7 @@ class TrainConfig:
             ("decay_batch_norm", isinstance(self.decay_batch_norm, bool), "True or False"),
             ("bn_bias_lr_factor", _number(self.bn_bias_lr_factor, 0, math.inf, low_open=True), "a positive number"),
             ("lr_warmup_epochs", _number(self.lr_warmup_epochs, 0, math.inf), "a number ≥ 0"),
+            ("lr_schedule", self.lr_schedule in LR_SCHEDULES, f"one of {LR_SCHEDULES}"),
             ("label_smoothing", _number(self.label_smoothing, 0, 1, high_open=True), "in [0, 1)"),
             ("ema_momentum", _number(self.ema_momentum, 0, 1, high_open=True), "in [0, 1) (0: off)"),
             ("lookahead_steps", _integer(self.lookahead_steps, 0) and (self.lookahead_steps == 0 or self.ema_momentum > 0),
@@ -231,7 +234,8 @@ UNUSED_FIELDS = {"softmax": _MARGIN_HEAD_FIELDS + ("margin",), "triplet": _MARGI
 # Fields whose value here means what runs made before the field existed did: a
 # stored config without them is the same run, so the key leaves them out at it.
 DEFAULT_OMITTED = {"sample_rate": 1.0, "label_smoothing": 0.0, "ema_momentum": 0.0, "lookahead_steps": 0, "translate_test": False,
-                   "bn_bias_lr_factor": 1.0, "pad_mode": "zeros", "alternating_flip": False}
+                   "bn_bias_lr_factor": 1.0, "pad_mode": "zeros", "alternating_flip": False,
+                   "lr_schedule": "cosine"}
 
 
 # Config fields stored under an older name in run folders: old → new.

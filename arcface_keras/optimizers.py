@@ -14,6 +14,8 @@ no batch has seen. `PartialSGD` updates such variables lazily, as Partial FC
 does: only the sampled rows get momentum, weight decay and the step; the
 other rows and their momentum stay as they were. Dense gradients get Keras'
 SGD unchanged.
+
+`TriangleSchedule` is airbench's learning-rate schedule.
 """
 
 import keras
@@ -34,6 +36,30 @@ class SGD(keras.optimizers.SGD):
         if factor != 1.0:
             gradient = gradient * tf.cast(factor, gradient.dtype)
         return super().update_step(gradient, variable, learning_rate)
+
+
+@keras.saving.register_keras_serializable(package="arcface_keras")
+class TriangleSchedule(keras.optimizers.schedules.LearningRateSchedule):
+    """airbench's triangle: `start`·lr at step 0, rising linearly to lr at
+    `peak`·`total_steps`, then falling linearly to `end`·lr at `total_steps`
+    (held after it). Defaults are airbench94's 0.2, 0.23 and 0.07."""
+
+    def __init__(self, learning_rate, total_steps, start=0.2, peak=0.23, end=0.07):
+        self.learning_rate, self.total_steps = float(learning_rate), int(total_steps)
+        self.start, self.peak, self.end = float(start), float(peak), float(end)
+
+    def __call__(self, step):
+        step = tf.cast(step, "float32")
+        total = float(max(self.total_steps, 1))
+        peak = float(max(int(self.peak * total), 1))
+        rising = self.start + (1.0 - self.start) * step / peak
+        falling = 1.0 + (self.end - 1.0) * (step - peak) / max(total - peak, 1.0)
+        factor = tf.where(step <= peak, rising, tf.maximum(falling, self.end))
+        return self.learning_rate * factor
+
+    def get_config(self):
+        return dict(learning_rate=self.learning_rate, total_steps=self.total_steps, start=self.start, peak=self.peak,
+                    end=self.end)
 
 
 @keras.saving.register_keras_serializable(package="arcface_keras")

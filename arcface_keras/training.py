@@ -50,7 +50,7 @@ from arcface_keras.errors import TrainingDiverged, UserInputError
 from arcface_keras.io import write_json_atomic
 from arcface_keras.layers import MarginScheduler, linear_ramp, margins_from_class_counts
 from arcface_keras.losses import PartialFCCrossentropy, SmoothedSparseCrossentropy, TripletLoss, partial_fc_accuracy
-from arcface_keras.optimizers import SGD, PartialSGD
+from arcface_keras.optimizers import SGD, PartialSGD, TriangleSchedule
 
 def train(config):
     """Train, evaluate and export one model; return the metrics dict.
@@ -376,7 +376,8 @@ def make_strategy(name):
 
 
 def make_optimizer(config, steps_per_epoch):
-    """SGD with Nesterov momentum (or AdamW), linear warm-up then cosine decay to 0.
+    """SGD with Nesterov momentum (or AdamW), linear warm-up then cosine decay to 0
+    (``lr_schedule="triangle"``: airbench's `TriangleSchedule` instead).
 
     Weight decay is Keras' decoupled decay (``w ← w − lr·weight_decay·w``
     each step); with ``decay_batch_norm=False`` batch-norm γ and β are exempt.
@@ -387,12 +388,15 @@ def make_optimizer(config, steps_per_epoch):
     total = config.epochs * steps_per_epoch
     lr = config.learning_rate
     warmup = min(int(config.lr_warmup_epochs * steps_per_epoch), total - 1)
-    schedule = keras.optimizers.schedules.CosineDecay(
-        initial_learning_rate=0.0 if warmup else lr,
-        decay_steps=max(total - warmup, 1),
-        warmup_target=lr if warmup else None,
-        warmup_steps=warmup,
-    )
+    if config.lr_schedule == "triangle":
+        schedule = TriangleSchedule(lr, total)
+    else:
+        schedule = keras.optimizers.schedules.CosineDecay(
+            initial_learning_rate=0.0 if warmup else lr,
+            decay_steps=max(total - warmup, 1),
+            warmup_target=lr if warmup else None,
+            warmup_steps=warmup,
+        )
     ema = {"use_ema": True, "ema_momentum": config.ema_momentum} if config.ema_momentum and not config.lookahead_steps else {}
     if config.optimizer == "adam":
         optimizer = keras.optimizers.AdamW(schedule, weight_decay=config.weight_decay, **ema)

@@ -218,6 +218,27 @@ def test_lookahead_averages_weights_and_batch_norm_statistics_as_airbench_does()
     assert not optimizer.use_ema  # lookahead replaces Keras' EMA
 
 
+def test_triangle_schedule_matches_airbench_piecewise_linear_reference():
+    from arcface_keras.optimizers import TriangleSchedule
+
+    total, lr = 100, 0.4
+    schedule = TriangleSchedule(lr, total)
+    peak = int(0.23 * total)
+    for step in range(total + 1):  # naive reference: 0.2·lr → lr at 23 % of the steps → 0.07·lr at the end
+        if step <= peak:
+            expected = lr * (0.2 + (1 - 0.2) * step / peak)
+        else:
+            expected = lr * (1 + (0.07 - 1) * (step - peak) / (total - peak))
+        np.testing.assert_allclose(float(schedule(step)), expected, rtol=1e-6)
+    assert float(schedule(total + 50)) == pytest.approx(0.07 * lr)  # held after the last step
+    again = keras.optimizers.schedules.deserialize(keras.optimizers.schedules.serialize(schedule))
+    assert float(again(37)) == pytest.approx(float(schedule(37)))
+    optimizer = training.make_optimizer(TrainConfig(lr=0.4, epochs=10, lr_schedule="triangle"), 10)
+    assert float(optimizer.learning_rate) == pytest.approx(0.2 * 0.4)  # step 0
+    cosine = training.make_optimizer(TrainConfig(lr=0.4, epochs=10), 10)
+    assert float(cosine.learning_rate) == 0.0  # warm-up from 0 (the default is unchanged)
+
+
 def test_adam_gets_its_own_learning_rate():
     assert TrainConfig(optimizer="adam").learning_rate == 1e-3
     assert TrainConfig().learning_rate == 0.05 and TrainConfig(optimizer="adam", lr=0.01).learning_rate == 0.01
