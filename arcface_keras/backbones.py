@@ -47,8 +47,8 @@ def option_names(name):
     return tuple(p for p in parameters if p not in ("name", "input_shape", "embedding_dim", "weights"))
 
 
-def _embedding(features, embedding_dim, momentum, embedding_bn):
-    x = layers.Dense(embedding_dim, use_bias=not embedding_bn, name="embedding_dense")(features)
+def _embedding(features, embedding_dim, momentum, embedding_bn, projection=True):
+    x = layers.Dense(embedding_dim, use_bias=not embedding_bn, name="embedding_dense")(features) if projection else features
     return layers.BatchNormalization(momentum=momentum, name="embedding_bn")(x) if embedding_bn else x
 
 
@@ -122,13 +122,13 @@ def resnet(input_shape, embedding_dim=128, depth=20, width=16, bn_momentum=0.9, 
 
 
 def fastnet(input_shape, embedding_dim=128, widths=(32, 128, 256), stem=24, bn_momentum=0.9, embedding_bn=True,
-            whiten=0, activation="relu", dirac=False, bn_scale=True):
+            whiten=0, activation="relu", dirac=False, bn_scale=True, projection=True):
     """A compact VGG-style net chosen for accuracy per second of CPU.
 
     After the designs of fast CIFAR-10 training (Page's ResNet-9, Jordan's
     airbench): a 3×3 stem, then per block 3×3 conv → 2×2 max pooling →
     batch norm → activation → 3×3 conv → batch norm → activation, global max
-    pooling, then the embedding. Few, wide layers on shrinking maps: with the
+    pooling, then the embedding (``Dense`` and batch norm). Few, wide layers on shrinking maps: with the
     default widths it has 4× the parameters of ResNet-20 and trains as fast
     on a 2-core CPU (measured in the README). The last four options are
     airbench's; docs/recipes.md measures each.
@@ -147,7 +147,13 @@ def fastnet(input_shape, embedding_dim=128, widths=(32, 128, 256), stem=24, bn_m
         dirac: start the 3×3 convolutions as the identity on their first
             channels (`whitening.Dirac`). Defaults to `False`.
         bn_scale: batch norm learns a scale γ (False: only the shift β). Defaults to `True`.
+        projection: end in ``Dense(embedding_dim)``; False: the pooled
+            features are the embedding, as airbench feeds its linear head
+            (then `embedding_dim` must equal the last width). Defaults to `True`.
     """
+    if not projection and embedding_dim != widths[-1]:
+        raise ValueError(f"fastnet with projection false embeds the pooled features: `embedding_dim` must equal the "
+                         f"last width ({widths[-1]}). Received: embedding_dim={embedding_dim!r}")
     if activation not in ("relu", "gelu"):
         raise ValueError(f"`activation` must be 'relu' or 'gelu'. Received: activation={activation!r}")
     if not isinstance(whiten, int) or isinstance(whiten, bool) or whiten < 0:
@@ -168,7 +174,7 @@ def fastnet(input_shape, embedding_dim=128, widths=(32, 128, 256), stem=24, bn_m
         x = _activation(x, activation, f"block{block}_a")
         x = _conv_bn_act(x, filters, f"block{block}_b", **unit)
     x = layers.GlobalMaxPooling2D(name="pool")(x)
-    return keras.Model(images, _embedding(x, embedding_dim, bn_momentum, embedding_bn), name="backbone")
+    return keras.Model(images, _embedding(x, embedding_dim, bn_momentum, embedding_bn, projection), name="backbone")
 
 
 def _activation(x, activation, name):

@@ -67,3 +67,13 @@ def test_bad_embedding_dim_is_named(embedding_dim):
 def test_bad_resnet_depth_is_named():
     with pytest.raises(ValueError, match="Received: depth=21"):
         backbones.build("resnet", (32, 32, 3), depth=21)
+
+
+def test_fastnet_without_projection_embeds_the_pooled_features(rng):
+    model = backbones.build("fastnet", (16, 16, 3), embedding_dim=16, projection=False, **SMALL["fastnet"])
+    assert not any(isinstance(layer, keras.layers.Dense) for layer in model.layers)
+    assert model.layers[-1].name == "embedding_bn" and model.layers[-2].name == "pool"
+    images = rng.normal(size=(4, 16, 16, 3)).astype("float32")
+    assert keras.ops.convert_to_numpy(model(images, training=False)).shape == (4, 16)
+    with pytest.raises(ValueError, match=r"projection.*last width \(16\).*Received: embedding_dim=8"):
+        backbones.build("fastnet", (16, 16, 3), embedding_dim=8, projection=False, **SMALL["fastnet"])
