@@ -128,9 +128,10 @@ def fastnet(input_shape, embedding_dim=128, widths=(32, 128, 256), stem=24, bn_m
     After the designs of fast CIFAR-10 training (Page's ResNet-9, Jordan's
     airbench): a 3×3 stem, then per block 3×3 conv → 2×2 max pooling →
     batch norm → activation → 3×3 conv → batch norm → activation, global max
-    pooling, then the embedding (``Dense`` and batch norm). Few, wide layers on shrinking maps: with the
-    default widths it has 4× the parameters of ResNet-20 and trains as fast
-    on a 2-core CPU (measured in the README). The last four options are
+    pooling, then the embedding (``Dense`` and batch norm). Few, wide layers
+    on shrinking maps: with the default widths it has 4× the parameters of
+    ResNet-20 and trains as fast on a 2-core CPU (measured in the README).
+    `whiten`, `activation`, `dirac`, `bn_scale` and `projection` are
     airbench's; docs/recipes.md measures each.
 
     Args:

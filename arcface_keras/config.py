@@ -134,8 +134,10 @@ class TrainConfig:
             ("weight_decay", _number(self.weight_decay, 0, math.inf), "a number ≥ 0"),
             ("decay_batch_norm", isinstance(self.decay_batch_norm, bool), "True or False"),
             ("bn_bias_lr_factor", _number(self.bn_bias_lr_factor, 0, math.inf, low_open=True), "a positive number"),
-            ("lr_warmup_epochs", _number(self.lr_warmup_epochs, 0, math.inf), "a number ≥ 0"),
             ("lr_schedule", self.lr_schedule in LR_SCHEDULES, f"one of {LR_SCHEDULES}"),
+            ("lr_warmup_epochs", _number(self.lr_warmup_epochs, 0, math.inf) and (
+                self.lr_schedule != "triangle" or self.lr_warmup_epochs == 1.0),
+             "a number ≥ 0, and 1.0 (unused) with --lr-schedule triangle, which rises over its first 23 % of steps"),
             ("label_smoothing", _number(self.label_smoothing, 0, 1, high_open=True), "in [0, 1)"),
             ("ema_momentum", _number(self.ema_momentum, 0, 1, high_open=True), "in [0, 1) (0: off)"),
             ("lookahead_steps", _integer(self.lookahead_steps, 0) and (self.lookahead_steps == 0 or self.ema_momentum > 0),
