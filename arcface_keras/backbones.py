@@ -11,6 +11,7 @@ import keras
 from keras import layers
 
 from arcface_keras import pretrained
+from arcface_keras.errors import ArgumentError
 from arcface_keras.whitening import Dirac, PatchWhitening
 
 from arcface_keras.config import BACKBONES, OWN_BACKBONES  # noqa: E402,F401  (names live in the Keras-free config)
@@ -24,16 +25,16 @@ def build(name, input_shape, embedding_dim=128, weights=None, latent_dim=None, *
     if latent_dim is not None:  # the name before 0.2
         embedding_dim = latent_dim
     if not isinstance(embedding_dim, int) or embedding_dim < 2:
-        raise ValueError(f"`embedding_dim` must be an integer ≥ 2. Received: embedding_dim={embedding_dim!r}")
+        raise ArgumentError(f"`embedding_dim` must be an integer ≥ 2. Received: embedding_dim={embedding_dim!r}")
     if isinstance(name, keras.Model):
         return pretrained.from_model(name, input_shape, embedding_dim, **options)
     if name not in BACKBONES:
-        raise ValueError(f"`backbone` must be one of {BACKBONES} or a keras.Model. Received: backbone={name!r}")
+        raise ArgumentError(f"`backbone` must be one of {BACKBONES} or a keras.Model. Received: backbone={name!r}")
     if pretrained.is_pretrained(name):
         return pretrained.backbone(name, input_shape, embedding_dim, weights="imagenet" if weights is None else weights,
                                    **options)
     if weights not in (None, "none"):
-        raise ValueError(f"`weights` applies to pretrained backbones only; {name} trains from scratch. "
+        raise ArgumentError(f"`weights` applies to pretrained backbones only; {name} trains from scratch. "
                          f"Received: weights={weights!r}")
     return _BUILDERS[name](input_shape, embedding_dim, **options)
 
@@ -74,6 +75,8 @@ def network(input_shape, embedding_dim=128, widths=(64, 256, 64), convs_per_bloc
             keep up with a fast-changing network. Defaults to `0.9`.
         embedding_bn: batch-normalise the embedding. Defaults to `True`.
     """
+    _check_integers("widths", widths, sequence=True)
+    _check_integers("convs_per_block", convs_per_block)
     images = keras.Input(input_shape, name="image")
     x = images
     for block, filters in enumerate(widths, start=1):
@@ -99,8 +102,9 @@ def resnet(input_shape, embedding_dim=128, depth=20, width=16, bn_momentum=0.9, 
         bn_momentum: batch-norm momentum. Defaults to `0.9`.
         embedding_bn: batch-normalise the embedding. Defaults to `True`.
     """
-    if (depth - 2) % 6 != 0 or depth < 8:
-        raise ValueError(f"`depth` must be 6n + 2 (8, 14, 20, 32, ...). Received: depth={depth!r}")
+    _check_integers("width", width)
+    if not isinstance(depth, int) or isinstance(depth, bool) or (depth - 2) % 6 != 0 or depth < 8:
+        raise ArgumentError(f"`depth` must be 6n + 2 (8, 14, 20, 32, ...). Received: depth={depth!r}")
     blocks = (depth - 2) // 6
     images = keras.Input(input_shape, name="image")
     x = _conv_bn_relu(images, width, "stem", momentum=bn_momentum)
@@ -152,13 +156,15 @@ def fastnet(input_shape, embedding_dim=128, widths=(32, 128, 256), stem=24, bn_m
             features are the embedding, as airbench feeds its linear head
             (then `embedding_dim` must equal the last width). Defaults to `True`.
     """
+    _check_integers("widths", widths, sequence=True)
+    _check_integers("stem", stem)
     if not projection and embedding_dim != widths[-1]:
-        raise ValueError(f"fastnet with projection false embeds the pooled features: `embedding_dim` must equal the "
+        raise ArgumentError(f"fastnet with projection false embeds the pooled features: `embedding_dim` must equal the "
                          f"last width ({widths[-1]}). Received: embedding_dim={embedding_dim!r}")
     if activation not in ("relu", "gelu"):
-        raise ValueError(f"`activation` must be 'relu' or 'gelu'. Received: activation={activation!r}")
+        raise ArgumentError(f"`activation` must be 'relu' or 'gelu'. Received: activation={activation!r}")
     if not isinstance(whiten, int) or isinstance(whiten, bool) or whiten < 0:
-        raise ValueError(f"`whiten` must be an integer ≥ 0 (0: off). Received: whiten={whiten!r}")
+        raise ArgumentError(f"`whiten` must be an integer ≥ 0 (0: off). Received: whiten={whiten!r}")
     unit = dict(momentum=bn_momentum, activation=activation, dirac=dirac, bn_scale=bn_scale)
     images = keras.Input(input_shape, name="image")
     if whiten:
@@ -176,6 +182,15 @@ def fastnet(input_shape, embedding_dim=128, widths=(32, 128, 256), stem=24, bn_m
         x = _conv_bn_act(x, filters, f"block{block}_b", **unit)
     x = layers.GlobalMaxPooling2D(name="pool")(x)
     return keras.Model(images, _embedding(x, embedding_dim, bn_momentum, embedding_bn, projection), name="backbone")
+
+
+def _check_integers(name, value, sequence=False):
+    """`value` is an integer ≥ 1, or with `sequence` a non-empty list of them."""
+    values = value if sequence and isinstance(value, (list, tuple)) else [value]
+    if (sequence and not isinstance(value, (list, tuple))) or not values or not all(
+            isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in values):
+        expected = "a list of one or more integers ≥ 1" if sequence else "an integer ≥ 1"
+        raise ArgumentError(f"`{name}` must be {expected}. Received: {name}={value!r}")
 
 
 def _activation(x, activation, name):

@@ -41,9 +41,14 @@ class InferenceValidation(keras.callbacks.Callback):
         self.last_accuracy = None
 
     def accuracy(self):
-        """Validation accuracy after the last epoch (computed now if none ran)."""
-        if self.last_accuracy is None:
-            self.on_epoch_end(-1)
+        """Validation accuracy of the weights the model holds now.
+
+        Called after `fit`, it describes the weights that are saved and
+        exported: Keras swaps in the moving average of ``use_ema`` after the
+        last ``on_epoch_end``, and `Lookahead` averages once more when training
+        ends, so the last epoch's ``val_accuracy`` in the history can differ.
+        """
+        self.on_epoch_end(-1)
         return self.last_accuracy
 
     def on_epoch_end(self, epoch, logs=None):
@@ -114,36 +119,38 @@ class DivergenceGuard(keras.callbacks.Callback):
 
 
 class EpochBackup(keras.callbacks.Callback):
-    """Model and optimizer state after each finished epoch, resumed by `fit`.
+    """Model and optimizer state after each finished epoch, for a resumed `fit`.
 
     Each epoch's state goes to ``epoch-<n>.weights.h5`` through a temporary
     file and an atomic rename, so the newest complete file names the epoch
     to resume from (Keras' BackupAndRestore writes weights and epoch number
     as two files, and a kill between them trains an epoch twice). Nothing is
-    saved once `guard` has seen the run diverge.
+    saved once `guard` has seen the run diverge. A run resumes with
+    ``fit(..., initial_epoch=EpochBackup.restore(model, EpochBackup.latest(folder)))``.
     """
 
     PATTERN = re.compile(r"^epoch-(\d+)\.weights\.h5$")
 
-    def __init__(self, folder, guard=None, restore_from=None):
+    def __init__(self, folder, guard=None):
         super().__init__()
         self.folder, self.guard = folder, guard
-        self.restore_from = restore_from or folder  # a non-chief worker resumes from the chief's backups
 
-    def latest(self, folder=None):
-        """``(epoch, path)`` of the newest complete backup (in `folder`, default ours), or None."""
-        folder = folder or self.folder
-        found = self._all(folder) if os.path.isdir(folder) else []
+    @classmethod
+    def latest(cls, folder):
+        """``(epoch, path)`` of the newest complete backup in `folder`, or None."""
+        found = cls._all(folder) if os.path.isdir(folder) else []
         return max(found) if found else None
 
-    def on_train_begin(self, logs=None):
-        latest = self.latest(self.restore_from)
+    @staticmethod
+    def restore(model, latest):
+        """Load the backup `latest` (from `latest`, or None) into the compiled
+        `model`, optimizer state included; return the epoch to resume from."""
         if latest is None:
-            return
-        if self.model.optimizer is not None and not self.model.optimizer.built:
-            self.model.optimizer.build(self.model.trainable_variables)
-        self.model.load_weights(latest[1])
-        self.model._initial_epoch = latest[0]  # as Keras' BackupAndRestore resumes fit
+            return 0
+        if model.optimizer is not None and not model.optimizer.built:
+            model.optimizer.build(model.trainable_variables)
+        model.load_weights(latest[1])
+        return latest[0]
 
     def on_epoch_end(self, epoch, logs=None):
         if self.guard is not None and self.guard.diverged is not None:
@@ -153,13 +160,13 @@ class EpochBackup(keras.callbacks.Callback):
         temporary = os.path.join(self.folder, f".tmp-epoch-{epoch + 1}.weights.h5")
         self.model.save_weights(temporary, overwrite=True)
         os.replace(temporary, final)
-        for _, path in [entry for entry in self._all() if entry[1] != final]:
+        for _, path in [entry for entry in self._all(self.folder) if entry[1] != final]:
             os.remove(path)
 
-    def _all(self, folder=None):
-        folder = folder or self.folder
+    @classmethod
+    def _all(cls, folder):
         return [(int(m.group(1)), os.path.join(folder, name)) for name in os.listdir(folder)
-                if (m := self.PATTERN.match(name))]
+                if (m := cls.PATTERN.match(name))]
 
 
 class HistoryLog(keras.callbacks.Callback):
@@ -222,10 +229,21 @@ class EpochCounter(keras.callbacks.Callback):
         self.variable.assign(epoch)
 
 
+BATCH_NORM_STATISTICS = ("moving_mean", "moving_variance")  # the names BatchNormalization gives them
+
+
+def averaged_variables(model):
+    """What `Lookahead` averages: the trainable weights and the batch-norm
+    statistics; not schedule state (a head's ``margin_factor`` or
+    ``current_scale``, a gradient factor), which its callbacks set."""
+    statistics = [v for v in model.non_trainable_variables if v.name in BATCH_NORM_STATISTICS]
+    return [*model.trainable_variables, *statistics]
+
+
 class Lookahead(keras.callbacks.Callback):
     """airbench's lookahead: every `steps` training steps a running average
-    of the model's float variables (the weights and the batch-norm
-    statistics) moves toward them, ``a ← a + (1 − d)·(w − a)``, and the
+    of the model's trainable weights and batch-norm statistics
+    (`averaged_variables`) moves toward them, ``a ← a + (1 − d)·(w − a)``, and the
     variables are set to it. The decay grows with the step t of T,
     ``d = decay^steps · (t / T)³``: no averaging early, ``decay^steps`` at the
     end. When training ends the variables are set to the average.
@@ -246,7 +264,7 @@ class Lookahead(keras.callbacks.Callback):
 
     def on_train_batch_begin(self, batch, logs=None):
         if self.average is None:  # after any restore of a resumed run; the step counted from there on
-            self.variables = [v for v in self.model.variables if "float" in str(v.dtype)]
+            self.variables = averaged_variables(self.model)
             self.average = [np.array(v.numpy(), dtype="float32") for v in self.variables]
             self.step = int(self.model.optimizer.iterations.numpy())
 

@@ -177,9 +177,12 @@ def _one_line(error):
 
 
 def summary(metrics, folder):
-    """A few lines for the terminal."""
-    return (
-        f"{metrics['dataset']} / {metrics['loss']}: test accuracy {metrics['test_accuracy']:.4f}, "
-        f"macro F1 {metrics['macro_f1']:.4f}, {metrics['train_seconds']:.0f} s training "
-        f"({metrics['seconds_per_epoch']:.1f} s/epoch)\nrun folder: {folder}"
-    )
+    """A few lines for the terminal: test accuracy, or validation accuracy for
+    a run made with ``--no-evaluate-test``."""
+    if "test_accuracy" in metrics:
+        scores = f"test accuracy {metrics['test_accuracy']:.4f}, macro F1 {metrics['macro_f1']:.4f}"
+    else:
+        scores = f"validation accuracy {metrics['val_accuracy']:.4f} (no test evaluation)"
+    per_epoch = "" if metrics.get("seconds_per_epoch") is None else f" ({metrics['seconds_per_epoch']:.1f} s/epoch)"
+    return (f"{metrics['dataset']} / {metrics['loss']}: {scores}, {metrics['train_seconds']:.0f} s training{per_epoch}\n"
+            f"run folder: {folder}")

@@ -4,6 +4,7 @@ command lines build their flags from it in a fraction of a second.
 """
 
 import dataclasses
+import json
 import math
 import os
 
@@ -234,7 +235,7 @@ UNUSED_FIELDS = {"softmax": _MARGIN_HEAD_FIELDS + ("margin",), "triplet": _MARGI
 
 
 # Fields whose value here means what runs made before the field existed did: a
-# stored config without them is the same run, so the key leaves them out at it.
+# stored config without them ran at this value.
 DEFAULT_OMITTED = {"sample_rate": 1.0, "label_smoothing": 0.0, "ema_momentum": 0.0, "lookahead_steps": 0, "translate_test": False,
                    "bn_bias_lr_factor": 1.0, "pad_mode": "zeros", "alternating_flip": False,
                    "lr_schedule": "cosine"}
@@ -255,12 +256,45 @@ def config_record(config):
 
 
 def results_key(config):
-    """The settings that decide `config`'s results (a dict; `lr` resolved).
+    """Every setting that decides `config`'s results (a JSON-normal dict; `lr` resolved).
 
-    Two configs with equal keys make the same run: a run folder made with
-    one is resumed or reused for the other.
+    Leaves out only the fields that never change results (`RESULT_FREE_FIELDS`)
+    and those `config.loss` never reads (`UNUSED_FIELDS`).
     """
     values = config_record(config)
     unused = set(RESULT_FREE_FIELDS) | set(UNUSED_FIELDS.get(config.loss, ()))
-    unused |= {key for key, default in DEFAULT_OMITTED.items() if values.get(key) == default}
-    return {key: value for key, value in values.items() if key not in unused}
+    return json.loads(json.dumps({key: value for key, value in values.items() if key not in unused}))
+
+
+_ABSENT = object()
+
+
+def _stored_settings(stored):
+    """A stored config with current field names, `DEFAULT_OMITTED` fields it lacks at
+    their defaults, and an unresolved `lr` (None) resolved as `learning_rate` does."""
+    stored = {**DEFAULT_OMITTED, **renamed_fields(stored)}
+    if "lr" in stored and stored["lr"] is None and stored.get("optimizer") in DEFAULT_LR:
+        stored["lr"] = DEFAULT_LR[stored["optimizer"]]
+    return stored
+
+
+def differing_settings(stored, config):
+    """The names of the result-deciding settings where a stored run differs from `config`.
+
+    The one rule for "same run", used to resume an unfinished run folder and
+    to reuse a finished run in a study. `stored` is a run's stored config (a
+    dict, old field names allowed). Every field of `results_key(config)` is
+    compared; a field the stored run lacks counts as its `DEFAULT_OMITTED`
+    value (what runs made before it existed did), else as different (which
+    value made the run is not known).
+    """
+    stored = _stored_settings(stored)
+    return [name for name, value in results_key(config).items() if stored.get(name, _ABSENT) != value]
+
+
+def describe_differences(stored, config, names, limit=3):
+    """``--flag: stored there, value now`` for the first `limit` of `names`."""
+    stored = _stored_settings(stored)
+    now = results_key(config)
+    return ", ".join(f"--{name.replace('_', '-')}: {stored.get(name, '(not recorded)')!r} there, {now[name]!r} now"
+                     for name in names[:limit])

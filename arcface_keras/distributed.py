@@ -10,8 +10,10 @@ end. Each worker reads its own shard of the training data
 shard the same size, so every image is read once per epoch by one worker);
 the global batch is split evenly between them and their gradients are summed
 by all-reduce each step. A job whose worker dies is restarted as a whole by
-the cluster manager (every worker reruns the same command): each worker
-reloads the chief's newest epoch backup and the job goes on from there.
+the cluster manager (every worker reruns the same command): the chief
+decides from its newest epoch backup where the job resumes and shares it
+(`agree_on_resume`); a run folder the workers do not share stops every
+worker with one line.
 """
 
 import dataclasses
@@ -36,7 +38,7 @@ class Worker:
     count: int  # workers in the job
     index: int  # this worker's number, 0 … count − 1 (the chief is 0)
     chief: bool
-    scratch: str | None = None  # a non-chief worker's temporary folder
+    scratch: str | None = None  # a non-chief worker's temporary folder (`scratch_folder`)
 
     def folder(self, run_folder):
         """Where this worker writes: the run folder for the chief, its scratch folder otherwise."""
@@ -89,33 +91,67 @@ def start(config):
     except RuntimeError as error:  # TensorFlow ran ops before: the strategy must come first
         raise RuntimeError(f"MultiWorkerMirroredStrategy must be created before any TensorFlow op: {error}") from None
     _patch_keras_reduction()
-    _remove_stale_scratch()
-    scratch = None if chief else tempfile.mkdtemp(prefix=f"{SCRATCH_PREFIX}{index}-{os.getpid()}-")
-    return Worker(strategy, count, index, chief, scratch)
+    return Worker(strategy, count, index, chief, None if chief else scratch_folder(config.run_folder, index))
 
 
 SCRATCH_PREFIX = "arcface-keras-worker"
 
 
-def _remove_stale_scratch():
-    """Remove the scratch folders of workers that were killed (their process is gone)."""
-    import glob
-    import re
+def scratch_folder(run_folder, index):
+    """The scratch folder of worker `index` of the run in `run_folder`, made
+    empty: its name comes from the run folder's path, so a restarted job
+    removes what its own killed attempt left, and never another run's."""
+    import hashlib
 
-    for path in glob.glob(os.path.join(tempfile.gettempdir(), SCRATCH_PREFIX + "*")):
-        match = re.match(rf"{SCRATCH_PREFIX}\d+-(\d+)-", os.path.basename(path))
-        if match and not _alive(int(match.group(1))):
-            shutil.rmtree(path, ignore_errors=True)
+    digest = hashlib.sha256(os.path.abspath(run_folder).encode()).hexdigest()[:16]
+    path = os.path.join(tempfile.gettempdir(), f"{SCRATCH_PREFIX}{index}-{digest}")
+    shutil.rmtree(path, ignore_errors=True)
+    os.makedirs(path)
+    return path
 
 
-def _alive(pid):
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+def all_sum(worker, values):
+    """The sum over all workers of each worker's `values` (small integers), as
+    integers; every worker must call it at the same point."""
+    import tensorflow as tf
+
+    local = tf.constant([float(v) for v in values], tf.float32)
+
+    @tf.function
+    def total():
+        return worker.strategy.reduce("SUM", worker.strategy.run(lambda: tf.identity(local)), axis=None)
+
+    return [int(round(v)) for v in total().numpy()]
+
+
+def agree_on_resume(worker, folder, latest):
+    """The epoch backup every worker resumes from: the chief's `latest`.
+
+    The chief decides (its newest backup, or None) and shares it; a worker
+    that cannot see the chief's run folder, or that backup, would train other
+    epochs than the rest and hang the job, so then every worker stops with
+    the same one-line error. The chief proves the folder shared by a marker
+    file whose random name it shares with the others.
+    """
+    import random
+
+    token = random.randrange(1, 1 << 20) if worker.chief else 0
+    marker = os.path.join(folder, f".tmp-shared-{token}")
+    if worker.chief:
+        with open(marker, "w"):
+            pass
+    token, epoch = all_sum(worker, [token, latest[0] if worker.chief and latest else 0])
+    marker = os.path.join(folder, f".tmp-shared-{token}")
+    backup = os.path.join(folder, "backup", f"epoch-{epoch}.weights.h5")
+    sees = os.path.exists(marker) and (epoch == 0 or os.path.exists(backup))
+    (blind,) = all_sum(worker, [0 if sees else 1])
+    if worker.chief:
+        os.remove(marker)
+    if blind:
+        raise UserInputError(
+            f"--output {folder!r} is not shared by the workers: {blind} of {worker.count} cannot see the chief's run "
+            "folder; put it on storage every worker mounts at the same path.")
+    return None if epoch == 0 else (epoch, backup)
 
 
 def _patch_keras_reduction():
@@ -126,6 +162,10 @@ def _patch_keras_reduction():
     scalar loss and metrics ("Invalid reduction dimension 0 for input with 0
     dimensions", tensorflow/tensorflow#72388). Scalars are averaged with
     ``axis=None`` instead; everything else goes to Keras unchanged.
+
+    A patch of a private Keras function (Keras has no hook for it): it waits
+    for tensorflow/tensorflow#72388, and Keras is pinned to the range it is
+    tested with (setup.cfg).
     """
     import tensorflow as tf
     from keras.src.backend.tensorflow import trainer
@@ -186,7 +226,11 @@ def patch_symbolic_build(model):
     with `strategy.reduce` (only its shapes are used); eagerly, under a
     MultiWorkerMirroredStrategy with two or more workers, the reduce fails
     ("Attempt to convert a value (PerReplica...)"). This instance takes the
-    local copy instead, which has the same shapes.
+    local copy instead, which has the same shapes. It replaces the private
+    ``_maybe_symbolic_build`` of this one model (no public hook builds a
+    model from a distributed batch); the same cause as
+    tensorflow/tensorflow#72388, and Keras is pinned as for
+    `_patch_keras_reduction`.
     """
     import tensorflow as tf
     import keras

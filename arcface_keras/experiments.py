@@ -15,8 +15,8 @@ import numpy as np
 from arcface_keras import evaluation, models, plots, report, run_folder
 from arcface_keras.errors import RunFolderError, UserInputError
 from arcface_keras.io import write_json_atomic, write_text_atomic
-from arcface_keras import training
-from arcface_keras.training import TrainConfig, results_key, train
+from arcface_keras.config import differing_settings
+from arcface_keras.training import TrainConfig, train
 
 from arcface_keras.config import COMPARE_LOSSES, OPEN_SET_LOSSES  # noqa: E402,F401
 SUMMARY_KEYS = ("test_accuracy", "macro_precision", "macro_recall", "macro_f1", "map_at_r", "eer", "seconds_per_epoch")
@@ -26,24 +26,17 @@ SUMMARY_KEYS = ("test_accuracy", "macro_precision", "macro_recall", "macro_f1", 
 
 def finished_metrics(config):
     """The metrics of a finished run of `config` in its run folder, or None
-    (no finished run there, or one made with other settings)."""
+    (no finished run there, or one made with other settings:
+    `config.differing_settings`, the rule that resuming uses too)."""
     path = os.path.join(config.run_folder, run_folder.METRICS)
     if not os.path.exists(path):
         return None
     with open(path) as file:
         metrics = json.load(file)
-    names = {field.name for field in dataclasses.fields(TrainConfig)}
-    stored = training.renamed_fields(metrics.get("config", {}))
-    missing = names - set(training.RESULT_FREE_FIELDS) - set(stored)
-    if not missing <= set(training.DEFAULT_OMITTED):
-        return None  # made before some setting existed: not known to be the same run
-    # (a setting in DEFAULT_OMITTED takes its default, which is what runs made before it did)
-    try:
-        stored_config = TrainConfig(**{key: value for key, value in stored.items() if key in names})
-    except TypeError:
+    stored = metrics.get("config")
+    if not isinstance(stored, dict) or differing_settings(stored, config):
         return None
-    same = json.dumps(results_key(stored_config), sort_keys=True) == json.dumps(results_key(config), sort_keys=True)
-    return metrics if same else None
+    return metrics
 
 
 def check_runs(configs):
@@ -56,14 +49,14 @@ def check_runs(configs):
         if os.path.exists(study) and not os.path.isdir(study):
             raise RunFolderError(f"--folder {study!r} is a file, not a folder; choose a folder path.")
         if finished_metrics(config) is None:
-            run_folder.inspect(config.run_folder, results_key(config), config.overwrite)
+            run_folder.inspect(config.run_folder, config, config.overwrite)
 
 
 def run_once(config):
     """Train `config` unless its run folder already holds a finished run of it.
 
     A stored run counts as `config` when every setting that decides its
-    results is equal (`training.results_key`: a softmax run is reused when
+    results is equal (`config.differing_settings`: a softmax run is reused when
     only the margin head's settings changed, any run when only `verbose`
     changed).
     """

@@ -33,6 +33,7 @@ class ExportedModel:
 
     def __init__(self, run_folder):
         import tensorflow as tf
+        from google.protobuf.message import DecodeError
 
         path = os.path.join(run_folder, "saved_model")
         if not os.path.isfile(os.path.join(path, "saved_model.pb")):
@@ -41,7 +42,7 @@ class ExportedModel:
         try:
             loaded = tf.saved_model.load(path)
             self.fingerprint = str(tf.saved_model.experimental.read_fingerprint(path).saved_model_checksum)
-        except Exception as error:  # TensorFlow raises many kinds on a damaged export
+        except (OSError, ValueError, KeyError, tf.errors.OpError, DecodeError) as error:  # a damaged export
             raise RunFolderError(f"{path!r} is not a readable SavedModel ({type(error).__name__}: {error}).") from None
         self._loaded = loaded  # keeps the signature's variables alive
         self.serve = loaded.signatures["serving_default"]

@@ -19,7 +19,16 @@ SGD unchanged.
 """
 
 import keras
-import tensorflow as tf
+from keras import ops
+
+
+def all_layers(model):
+    """`model` and every layer inside it, depth first: the layers of nested
+    models (``layer.layers``) included. Layers a custom layer keeps as
+    attributes are not reached; Keras 3 has no public way to list them."""
+    yield model
+    for layer in getattr(model, "layers", ()):
+        yield from all_layers(layer)
 
 
 @keras.saving.register_keras_serializable(package="arcface_keras")
@@ -28,14 +37,20 @@ class SGD(keras.optimizers.SGD):
 
     def scale_learning_rate(self, variables, factor):
         """Multiply the step of each of `variables` by `factor` (weight decay unchanged)."""
-        self._lr_factors = {**getattr(self, "_lr_factors", {}), **{self._var_key(v): float(factor) for v in variables}}
+        self._lr_factors = [*getattr(self, "_lr_factors", []), *((v, float(factor)) for v in variables)]
         return self
 
-    def update_step(self, gradient, variable, learning_rate):
-        factor = getattr(self, "_lr_factors", {}).get(self._var_key(variable), 1.0)
-        if factor != 1.0:
-            gradient = gradient * tf.cast(factor, gradient.dtype)
-        return super().update_step(gradient, variable, learning_rate)
+    def apply(self, grads, trainable_variables=None):
+        """Keras' `apply`, with the gradients of the scaled variables multiplied
+        by their factor first (the variables are the model's, so they are
+        matched by identity)."""
+        factors = {id(variable): factor for variable, factor in getattr(self, "_lr_factors", [])}
+        if factors:
+            variables = self._trainable_variables if trainable_variables is None else trainable_variables
+            grads = [gradient if gradient is None or id(variable) not in factors
+                     else gradient * keras.ops.cast(factors[id(variable)], gradient.dtype)
+                     for gradient, variable in zip(grads, variables)]
+        return super().apply(grads, trainable_variables)
 
 
 @keras.saving.register_keras_serializable(package="arcface_keras")
@@ -49,12 +64,12 @@ class TriangleSchedule(keras.optimizers.schedules.LearningRateSchedule):
         self.start, self.peak, self.end = float(start), float(peak), float(end)
 
     def __call__(self, step):
-        step = tf.cast(step, "float32")
+        step = ops.cast(step, "float32")
         total = float(max(self.total_steps, 1))
         peak = float(max(int(self.peak * total), 1))
         rising = self.start + (1.0 - self.start) * step / peak
         falling = 1.0 + (self.end - 1.0) * (step - peak) / max(total - peak, 1.0)
-        factor = tf.where(step <= peak, rising, tf.maximum(falling, self.end))
+        factor = ops.where(step <= peak, rising, ops.maximum(falling, self.end))
         return self.learning_rate * factor
 
     def get_config(self):
@@ -77,13 +92,19 @@ class PartialSGD(SGD):
         """Take every Partial FC head's centers of `model` out of the dense weight decay."""
         from arcface_keras.layers import AngularMarginLayer
 
-        heads = [layer for layer in model._flatten_layers() if isinstance(layer, AngularMarginLayer) and layer.partial]
+        heads = [layer for layer in all_layers(model) if isinstance(layer, AngularMarginLayer) and layer.partial]
         self._sparse_decay = [head.center_rows for head in heads]
         if heads and self.weight_decay:
             self.exclude_from_weight_decay(var_list=self._sparse_decay)
         return self
 
+    # `update_step` receives the backend's variable, not the `keras.Variable`: only the
+    # optimizer's private `_get_variable_index` / `_var_key` find its momentum and whether it is
+    # a sparse head (as Keras' own SGD does; keras-team/keras#21793, PR #21924). Keras is
+    # pinned to the range this is tested with (setup.cfg).
     def update_step(self, gradient, variable, learning_rate):
+        import tensorflow as tf  # row-sparse gradients exist on TensorFlow only
+
         if not isinstance(gradient, tf.IndexedSlices):
             return super().update_step(gradient, variable, learning_rate)
         learning_rate = tf.cast(learning_rate, variable.dtype)

@@ -23,7 +23,7 @@ import os
 import keras
 from keras import layers
 
-from arcface_keras.errors import UserInputError
+from arcface_keras.errors import ArgumentError, UserInputError
 
 # name → (keras.applications constructor, whether it has include_preprocessing,
 #         what its no-top ImageNet weights file in ~/.keras/models/ is called, in part)
@@ -96,15 +96,18 @@ def backbone(name, input_shape, embedding_dim=128, weights="imagenet", dropout=0
     constructor, has_preprocessing, _ = APPLICATIONS[name]
     height, width, channels = input_shape
     if channels not in (1, 3):
-        raise ValueError(f"pretrained backbones take 1 or 3 channels. Received: input_shape={tuple(input_shape)}")
+        raise ArgumentError(f"pretrained backbones take 1 or 3 channels. Received: input_shape={tuple(input_shape)}")
     options = {"include_top": False, "input_shape": (height, width, 3), "weights": _weights_argument(name, weights)}
     if has_preprocessing:
         options["include_preprocessing"] = True
-    application = getattr(keras.applications, constructor)(**options)
+    try:
+        application = getattr(keras.applications, constructor)(**options)
+    except ValueError as error:  # keras.applications checks the input shape (e.g. its minimum size) this way
+        raise ArgumentError(f"{constructor} cannot take these images: {error}") from None
     if weights not in ("imagenet", "none", None):
         try:
             application.load_weights(weights)
-        except Exception as error:  # h5py and Keras raise many kinds on a wrong file
+        except (OSError, ValueError, KeyError) as error:  # h5py: OSError; Keras: ValueError on other shapes
             raise UserInputError(f"--weights {weights!r} does not load into {constructor}(include_top=False): {error}") from None
     images = keras.Input(input_shape, name="image")
     x = GrayscaleToRGB(name="to_rgb")(images) if channels == 1 else images
@@ -139,7 +142,7 @@ def from_model(model, input_shape, embedding_dim=128, bn_momentum=0.9):
     if len(x.shape) == 4:
         x = layers.GlobalAveragePooling2D(name="pool")(x)
     elif len(x.shape) != 2:
-        raise ValueError(f"a backbone model must return (B, H, W, C) or (B, D). Received: {tuple(x.shape)}")
+        raise ArgumentError(f"a backbone model must return (B, H, W, C) or (B, D). Received: {tuple(x.shape)}")
     x = layers.Dense(embedding_dim, use_bias=False, name="embedding_dense")(x)
     x = layers.BatchNormalization(momentum=bn_momentum, name="embedding_bn")(x)
     return keras.Model(images, x, name="backbone")

@@ -6,6 +6,7 @@ calls it again on a saved run folder.
 
 import json
 import os
+import zipfile
 
 import keras
 import numpy as np
@@ -147,7 +148,7 @@ def evaluate_folder(folder, flip_test=False, translate_test=False):
                            classes=config.get("classes"))
     try:
         train_model = keras.models.load_model(model_path)
-    except Exception as error:  # Keras raises many kinds on a file that is not a model
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as error:  # what a file that is not a model raises
         raise RunFolderError(f"{model_path!r} is not a readable Keras model ({type(error).__name__}: {error}).") from None
     keep = {k: previous[k] for k in ("dataset", "loss", "epochs", "train_seconds", "seconds_per_epoch", "train_images",
                                      "images_per_second", "precision_policy", "val_accuracy", "train_class_counts", "class_names", "data", "calibration",

@@ -36,13 +36,14 @@ TEMPORARY_PREFIXES = (".tmp-", ".export-", ".old-")
 TEMPORARY_SUFFIXES = (".tmp.keras", ".tmp.png")
 
 
-def inspect(folder, key, overwrite=False):
-    """The state of `folder` for a run whose settings are `key`; writes nothing.
+def inspect(folder, config, overwrite=False):
+    """The state of `folder` for a run of `config`; writes nothing.
 
     Args:
         folder: the run folder.
-        key: the settings that decide the run's results (a dict), compared
-            with those of an unfinished run found there.
+        config: the run's `TrainConfig`; an unfinished run found there is
+            resumed only if every setting that decides results is the same
+            (`config.differing_settings`).
         overwrite: replace whatever run is there. Defaults to `False`.
 
     Returns:
@@ -74,9 +75,11 @@ def inspect(folder, key, overwrite=False):
             f"--output {folder!r} holds an unfinished run whose settings ({CONFIG}) cannot be read; "
             "pass --overwrite to start it again."
         )
-    differences = differing_fields(stored, key)
+    from arcface_keras.config import describe_differences, differing_settings
+
+    differences = differing_settings(stored, config)
     if differences:
-        shown = ", ".join(f"{name}: {stored.get(name)!r} there, {key.get(name)!r} now" for name in differences[:3])
+        shown = describe_differences(stored, config, differences)
         raise RunFolderError(
             f"--output {folder!r} holds an unfinished run with other settings ({shown}); rerun with its "
             "settings to resume it, or pass --overwrite to start again."
@@ -110,15 +113,7 @@ def read_config(folder):
         return None
     if not isinstance(stored, dict):
         return None
-    from arcface_keras.config import renamed_fields
-
-    return renamed_fields(stored)
-
-
-def differing_fields(stored, key):
-    """Names of the fields of `key` whose stored value differs (JSON-compared)."""
-    normal = json.loads(json.dumps(key))
-    return [name for name, value in normal.items() if stored.get(name) != value]
+    return stored
 
 
 def remove_folder(folder):

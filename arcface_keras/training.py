@@ -46,11 +46,11 @@ from arcface_keras.callbacks import (
     InferenceValidation,
     Lookahead,
 )
-from arcface_keras.errors import TrainingDiverged, UserInputError
+from arcface_keras.errors import ArgumentError, TrainingDiverged, UserInputError
 from arcface_keras.io import write_json_atomic
 from arcface_keras.layers import MarginScheduler, linear_ramp, margins_from_class_counts
 from arcface_keras.losses import PartialFCCrossentropy, SmoothedSparseCrossentropy, TripletLoss, partial_fc_accuracy
-from arcface_keras.optimizers import SGD, PartialSGD, TriangleSchedule
+from arcface_keras.optimizers import SGD, PartialSGD, TriangleSchedule, all_layers
 
 def train(config):
     """Train, evaluate and export one model; return the metrics dict.
@@ -72,7 +72,7 @@ def train(config):
 
 def _train(config, worker):
     folder = config.run_folder
-    state = run_folder.inspect(folder, results_key(config), config.overwrite)
+    state = run_folder.inspect(folder, config, config.overwrite)
     if worker is not None and not worker.chief and state == "trained":
         return None  # the chief evaluates and exports alone
     if config.deterministic:
@@ -181,7 +181,7 @@ def _build_models(config, splits):
             translate_test=config.translate_test,
             weights=config.weights, sample_rate=config.sample_rate, seed=config.seed,
         )
-    except (TypeError, ValueError) as error:
+    except ArgumentError as error:  # a setting the builders refuse; any other error is a defect
         raise UserInputError(
             f"cannot build the {config.backbone} model with these settings "
             f"(--backbone-options {json.dumps(config.backbone_options)}): {error}"
@@ -198,7 +198,9 @@ def _fit(config, folder, splits, plan, train_model, inference, worker=None):
     scratch folder instead (see `distributed`).
     """
     backup = os.path.join(folder, run_folder.BACKUP)
-    if worker is not None:
+    resume = EpochBackup.latest(backup)
+    if worker is not None:  # every worker resumes where the chief's backup says, or the job stops
+        resume = distributed.agree_on_resume(worker, folder, resume)
         folder = worker.folder(folder)
     timer = EpochTimer(os.path.join(folder, "epoch_seconds.json"))
     validation = InferenceValidation(inference, splits.x_val, splits.y_val, config.batch_size)
@@ -218,13 +220,13 @@ def _fit(config, folder, splits, plan, train_model, inference, worker=None):
         *([Lookahead(config.ema_momentum, config.lookahead_steps, config.epochs * plan.steps_per_epoch)]
           if config.lookahead_steps else []),
         # last: saves what the others logged
-        EpochBackup(os.path.join(folder, run_folder.BACKUP), guard, restore_from=backup),
+        EpochBackup(os.path.join(folder, run_folder.BACKUP), guard),
     ]
     plan.model.fit(
         plan.data, epochs=config.epochs, callbacks=callbacks, verbose=config.verbose, shuffle=False,
         steps_per_epoch=plan.steps_per_epoch if plan.endless else None,
+        initial_epoch=EpochBackup.restore(plan.model, resume),
     )
-    plan.model._initial_epoch = None
     if guard.diverged is not None:
         epoch, what = guard.diverged
         raise TrainingDiverged(
@@ -410,7 +412,7 @@ def make_optimizer(config, steps_per_epoch):
 
 def batch_norm_shifts(model):
     """The β variables of every batch-norm layer in `model` (nested models included)."""
-    return [layer.beta for layer in model._flatten_layers()
+    return [layer.beta for layer in all_layers(model)
             if isinstance(layer, keras.layers.BatchNormalization) and layer.center]
 
 

@@ -337,3 +337,14 @@ def test_the_command_runs_every_script_and_refuses_unknown_ones(capsys):
     with pytest.raises(SystemExit) as exit_info:
         commands.main(["train", "--epochs", "0"])
     assert exit_info.value.code == 2 and "epochs=0" in capsys.readouterr().err
+
+
+def test_train_without_test_evaluation_finishes_with_a_summary(synthetic, tmp_path, capsys):
+    module = load_script("train")
+    folder = tmp_path / "run"
+    assert module.main(["--data", synthetic, "--epochs", "1", "--batch-size", "20", "--embedding-dim", "16",
+                        "--backbone-options", '{"widths": [8, 16]}', "--verbose", "0", "--no-evaluate-test",
+                        "--output", str(folder)]) == 0
+    metrics = json.loads((folder / "metrics.json").read_text())
+    out = capsys.readouterr().out
+    assert "test accuracy" not in out and f"validation accuracy {metrics['val_accuracy']:.4f}" in out

@@ -165,6 +165,30 @@ def test_files_stream_with_augmentation_cache_and_balanced_batches(tmp_path):
     assert batch.shape == (6, 12, 12, 1) and len(set(labels.numpy().tolist())) == 3
 
 
+@pytest.mark.parametrize("cache", [None, "memory", "file"])
+def test_cached_files_are_shuffled_across_classes_every_epoch(tmp_path, monkeypatch, cache):
+    # The file list is sorted by class; 400 images of 10 classes with a buffer of 20 stand for
+    # 54,000 images with the real buffer of 10,000: a batch must hold about 10 % of each class.
+    monkeypatch.setattr(data.pipelines, "SHUFFLE_BUFFER_CACHED", 20)
+    paths, labels = [], []
+    for label in range(10):
+        os.makedirs(tmp_path / f"c{label}")
+        for index in range(40):
+            path = tmp_path / f"c{label}" / f"{index}.png"
+            _write(path, _pattern(label % 4, index, size=(4, 4)), "PNG")
+            paths.append(str(path))
+            labels.append(label)
+    images = folders.ImageFiles(np.array(paths), (4, 4, 1))
+    dataset = data.make_dataset(images, np.array(labels), batch_size=40, training=True, labels_as_input=False,
+                                cache=str(tmp_path / "cache") if cache == "file" else cache)
+    epochs = [[y.numpy() for _, y in dataset] for _ in range(3)]
+    for batches in epochs:
+        assert sorted(np.concatenate(batches).tolist()) == sorted(labels)
+        largest = np.mean([np.bincount(batch, minlength=10).max() / len(batch) for batch in batches])
+        assert largest < 0.25, largest  # by class order: 0.5 or more; at random: about 0.18
+    assert not np.array_equal(np.concatenate(epochs[1]), np.concatenate(epochs[2]))  # a new order each epoch
+
+
 def test_folder_run_keeps_class_names_in_metrics_report_and_saved_model(tmp_path):
     _folder(tmp_path / "images", per_class=10)
     folder = tmp_path / "run"

@@ -8,6 +8,7 @@ import csv
 import glob
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -69,11 +70,12 @@ def _free_ports(count):
     return ports
 
 
-def _launch(output, logs, extra=()):
-    """Start two workers of one job; return their processes."""
+def _launch(output, logs, extra=(), outputs=None):
+    """Start two workers of one job (worker i writing to `outputs[i]`, default `output`); return their processes."""
     cluster = {"worker": [f"localhost:{port}" for port in _free_ports(2)]}
     processes = []
     for index in range(2):
+        output = output if outputs is None else outputs[index]
         env = {**os.environ, "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}}),
                "TF_CPP_MIN_LOG_LEVEL": "2"}
         log = open(logs / f"worker{index}-{time.monotonic_ns()}.log", "w")
@@ -100,6 +102,32 @@ def _scratch_folders():
     return glob.glob(os.path.join(tempfile.gettempdir(), "arcface-keras-worker*"))
 
 
+def test_workers_that_do_not_share_the_run_folder_stop_with_one_line(tmp_path):
+    processes = _launch(None, tmp_path, outputs=[tmp_path / "on-host1", tmp_path / "on-host2"])
+    codes = _wait(processes)
+    logs = [open(p.log).read() for p in processes]
+    assert codes == [2, 2], logs
+    for log in logs:
+        assert "is not shared by the workers: 1 of 2 cannot see the chief's run folder" in log
+        assert "Traceback" not in log
+    assert not (tmp_path / "on-host1" / "metrics.json").exists()
+
+
+def test_a_restarted_worker_removes_only_its_own_runs_scratch(tmp_path):
+    from arcface_keras import distributed
+
+    mine, other = distributed.scratch_folder(str(tmp_path / "a"), 1), distributed.scratch_folder(str(tmp_path / "b"), 1)
+    (open(os.path.join(mine, "left-by-a-killed-attempt"), "w")).close()
+    (open(os.path.join(other, "in-use"), "w")).close()
+    again = distributed.scratch_folder(str(tmp_path / "a"), 1)
+    try:
+        assert again == mine and os.listdir(again) == [] and os.listdir(other) == ["in-use"]
+    finally:
+        for path in (mine, other):
+            shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.mark.slow
 def test_two_workers_train_one_run_folder_like_one_process(tmp_path):
     from arcface_keras.training import TrainConfig, train
 

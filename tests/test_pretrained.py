@@ -70,6 +70,7 @@ def test_gradient_scale_is_identity_forward_and_scales_the_gradient():
     np.testing.assert_allclose(tape.gradient(total, x).numpy(), [[0.3, 0.3]], rtol=1e-6)
 
 
+@pytest.mark.slow
 def test_frozen_epochs_leave_the_pretrained_part_untouched(tmp_path, rng, monkeypatch):
     data = synthetic_npz(tmp_path / "data.npz", rng, size=32)
     source = keras.applications.MobileNetV3Small(include_top=False, weights=None, input_shape=(32, 32, 3))

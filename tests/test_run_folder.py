@@ -65,7 +65,7 @@ def test_unfinished_run_with_other_settings_is_refused(synthetic, tmp_path, monk
         train(config)
     monkeypatch.undo()
     config.epochs = 5
-    with pytest.raises(RunFolderError, match=r"other settings \(epochs: 3 there, 5 now\)"):
+    with pytest.raises(RunFolderError, match=r"other settings \(--epochs: 3 there, 5 now\)"):
         train(config)
     config.verbose = 1  # a setting that changes no result does not block the resume
     config.epochs = 3
@@ -75,11 +75,11 @@ def test_unfinished_run_with_other_settings_is_refused(synthetic, tmp_path, monk
 def test_output_that_is_a_file_or_a_foreign_folder_is_refused(tmp_path):
     (tmp_path / "file").write_text("x")
     with pytest.raises(RunFolderError, match="is a file"):
-        run_folder.inspect(str(tmp_path / "file"), {})
+        run_folder.inspect(str(tmp_path / "file"), None)
     (tmp_path / "photos").mkdir()
     (tmp_path / "photos" / "holiday.jpg").write_text("x")
     with pytest.raises(RunFolderError, match="holds no run"):
-        run_folder.inspect(str(tmp_path / "photos"), {}, overwrite=True)
+        run_folder.inspect(str(tmp_path / "photos"), None, overwrite=True)
 
 
 def _kill_after_epoch(monkeypatch, epoch, where=callbacks.EpochBackup):
@@ -176,6 +176,7 @@ KILL_DRIVER = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_kill_9_mid_epoch_and_during_export_then_the_same_command_finishes(synthetic, tmp_path):
     folder = tmp_path / "run"
 

@@ -73,6 +73,7 @@ def test_evaluate_rejects_a_folder_that_is_no_run(tmp_path):
 TINY_STUDY = ["--epochs", "1", "--train-samples", "200", "--backbone-options", '{"widths": [8, 16]}', "--embedding-dim", "16"]
 
 
+@pytest.mark.slow
 def test_compare_runs_end_to_end(tmp_path):
     result = run_script("compare.py", *TINY_STUDY, "--losses", "arcface", "softmax", "triplet", "--seeds", "2",
                         "--folder", str(tmp_path))

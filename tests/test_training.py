@@ -11,7 +11,8 @@ import pytest
 from conftest import TINY, synthetic_npz
 
 import arcface_keras  # noqa: F401  (registers the layers for load_model)
-from arcface_keras import training
+from arcface_keras import models, training
+from arcface_keras.errors import UserInputError
 from arcface_keras.training import TrainConfig, train
 
 
@@ -27,8 +28,13 @@ def test_short_run_learns_and_writes_the_run_folder(loss, synthetic, tmp_path):
         assert (folder / name).exists(), name
     assert json.loads((folder / "metrics.json").read_text())["test_accuracy"] == metrics["test_accuracy"]
     assert not (folder / "backup").exists()  # removed after a finished run
-    cosines = metrics["center_cosine"]
-    assert -1.0 <= cosines["mean"] <= cosines["max"] <= 1.0
+    # against a naive reference on the saved head's kernel
+    kernel = keras.ops.convert_to_numpy(keras.models.load_model(folder / "model.keras").get_layer("head").kernel)
+    kernel = kernel.astype("float64")
+    pairs = [kernel[:, i] @ kernel[:, j] / np.linalg.norm(kernel[:, i]) / np.linalg.norm(kernel[:, j])
+             for i in range(kernel.shape[1]) for j in range(kernel.shape[1]) if i != j]
+    assert metrics["center_cosine"]["mean"] == pytest.approx(np.mean(pairs), abs=1e-9)
+    assert metrics["center_cosine"]["max"] == pytest.approx(np.max(pairs), abs=1e-9)
 
 
 def test_flip_test_run_exports_a_mirror_invariant_model(synthetic, tmp_path, rng):
@@ -41,7 +47,7 @@ def test_flip_test_run_exports_a_mirror_invariant_model(synthetic, tmp_path, rng
     images = rng.integers(0, 256, size=(5, 12, 12, 1)).astype("float32")
     out, mirrored = serve(images=tf.constant(images)), serve(images=tf.constant(images[:, :, ::-1, :].copy()))
     np.testing.assert_allclose(out["probabilities"].numpy(), mirrored["probabilities"].numpy(), atol=1e-5)
-    with pytest.raises(ValueError, match="Received: flip_test='yes'"):
+    with pytest.raises(UserInputError, match="Received: flip_test='yes'"):
         TrainConfig(flip_test="yes").validate()
 
 
@@ -83,29 +89,48 @@ def test_keras_file_and_saved_model_reload_to_the_same_outputs(synthetic, tmp_pa
 
 
 def test_killed_run_resumes_where_it_stopped(synthetic, tmp_path, monkeypatch):
+    from arcface_keras.callbacks import EpochBackup
+
     folder = tmp_path / "run"
     config = TrainConfig(data=synthetic, epochs=4, batch_size=40, output=str(folder), **TINY)
-    original = training.EpochTimer
+    saved = {}
+    original = EpochBackup.on_epoch_end
 
-    class KilledTimer(original):
-        def on_epoch_end(self, epoch, logs=None):
-            super().on_epoch_end(epoch, logs)
-            if epoch == 1:
-                raise KeyboardInterrupt("simulated kill")
+    def killed_after_backup(self, epoch, logs=None):
+        original(self, epoch, logs)
+        if epoch == 1:  # epoch 2 of 4 is backed up, then the process dies
+            saved["weights"] = [np.array(w) for w in self.model.get_weights()]
+            saved["iterations"] = int(self.model.optimizer.iterations.numpy())
+            raise KeyboardInterrupt("simulated kill")
 
-    monkeypatch.setattr(training, "EpochTimer", KilledTimer)
+    monkeypatch.setattr(EpochBackup, "on_epoch_end", killed_after_backup)
     with pytest.raises(KeyboardInterrupt):
         train(config)
     assert (folder / "backup").exists() and not (folder / "metrics.json").exists()
-    monkeypatch.setattr(training, "EpochTimer", original)
+    monkeypatch.undo()
+    restored, begun = {}, []
+    restore = EpochBackup.restore
+
+    def spy(model, latest):
+        epoch = restore(model, latest)
+        restored.update(epoch=epoch, weights=[np.array(w) for w in model.get_weights()],
+                        iterations=int(model.optimizer.iterations.numpy()))
+        return epoch
+
+    monkeypatch.setattr(EpochBackup, "restore", staticmethod(spy))
+    monkeypatch.setattr(training.EpochTimer, "on_epoch_begin",
+                        lambda self, epoch, logs=None: (begun.append(epoch), setattr(self, "_start", 0.0)))
     metrics = train(config)
+    assert restored["epoch"] == 2 and begun == [2, 3]  # epochs 0 and 1 were not trained again ...
+    assert restored["iterations"] == saved["iterations"]  # ... and resumed from their weights and optimizer state
+    for got, expected in zip(restored["weights"], saved["weights"], strict=True):
+        np.testing.assert_array_equal(got, expected)
     with open(folder / "history.csv") as file:
-        epochs = [int(row["epoch"]) for row in csv.DictReader(file)]
-    assert epochs == [0, 1, 2, 3]  # epochs 0 and 1 were not trained again
-    assert len(json.loads((folder / "epoch_seconds.json").read_text())) == 4
+        assert [int(row["epoch"]) for row in csv.DictReader(file)] == [0, 1, 2, 3]
     assert metrics["epochs"] == 4
 
 
+@pytest.mark.slow
 def test_mirrored_strategy_on_two_cpu_devices(synthetic, tmp_path):
     code = textwrap.dedent(
         f"""
@@ -132,7 +157,7 @@ def test_mirrored_strategy_on_two_cpu_devices(synthetic, tmp_path):
 def test_mixed_precision_run_keeps_float32_head(synthetic, tmp_path):
     metrics = train(TrainConfig(data=synthetic, epochs=2, batch_size=20, precision="mixed_bfloat16", output=str(tmp_path / "r"), **TINY))
     assert metrics["precision_policy"] == "mixed_bfloat16"
-    assert np.isfinite(metrics["test_accuracy"])
+    assert metrics["test_accuracy"] >= 0.9, metrics["test_accuracy"]  # the task is easy: bfloat16 must learn it
     model = keras.models.load_model(tmp_path / "r" / "model.keras")
     assert model.get_layer("head").kernel.dtype == "float32"
     assert keras.mixed_precision.dtype_policy().name == "float32"  # restored after the run
@@ -144,7 +169,7 @@ def test_mixed_precision_run_keeps_float32_head(synthetic, tmp_path):
      ("fixed_centers", "yes")],
 )
 def test_bad_config_names_the_field(field, value):
-    with pytest.raises(ValueError, match=f"{field}={value!r}"):
+    with pytest.raises(UserInputError, match=f"{field}={value!r}"):
         train(TrainConfig(**{field: value}))
 
 
@@ -218,6 +243,27 @@ def test_lookahead_averages_weights_and_batch_norm_statistics_as_airbench_does()
     assert not optimizer.use_ema  # lookahead replaces Keras' EMA
 
 
+def test_lookahead_leaves_schedule_state_alone():
+    from arcface_keras import ArcMarginLayer
+    from arcface_keras.callbacks import Lookahead
+
+    embeddings = keras.Input((4,))
+    head = ArcMarginLayer(3, name="head")
+    model = keras.Model(embeddings, head(keras.layers.BatchNormalization()(keras.layers.Dense(4)(embeddings))))
+    model.compile(optimizer="sgd", loss="mse")
+    callback = Lookahead(decay=0.9, steps=1, total_steps=2)
+    callback.set_model(model)
+    callback.on_train_begin()
+    callback.on_train_batch_begin(0)
+    head.margin_factor.assign(0.5)  # a schedule moves them during training (MarginScheduler)
+    head.current_scale.assign(8.0)
+    callback.on_train_batch_end(0)
+    callback.on_train_end()
+    assert float(head.margin_factor.numpy()) == 0.5 and float(head.current_scale.numpy()) == 8.0
+    names = sorted(v.path.split("/")[-1] for v in callback.variables)
+    assert names == ["beta", "bias", "gamma", "kernel", "kernel", "moving_mean", "moving_variance"]
+
+
 def test_triangle_schedule_matches_airbench_piecewise_linear_reference():
     from arcface_keras.optimizers import TriangleSchedule
 
@@ -244,6 +290,7 @@ def test_adam_gets_its_own_learning_rate():
     assert TrainConfig().learning_rate == 0.05 and TrainConfig(optimizer="adam", lr=0.01).learning_rate == 0.01
 
 
+@pytest.mark.slow
 def test_deterministic_runs_are_bit_identical(synthetic, tmp_path):
     code = textwrap.dedent(
         f"""
@@ -282,8 +329,6 @@ def test_label_smoothing_and_weight_averaging_train_and_end_with_the_average(tmp
                                          output=str(tmp_path / "run"), **TINY))
     assert finals == [True]
     assert metrics["test_accuracy"] > 0.5
-    key = training.results_key(TrainConfig())
-    assert "label_smoothing" not in key and "ema_momentum" not in key  # runs stored before these fields still match
 
 
 def test_reflect_padding_and_alternating_flip_train_and_are_recorded(synthetic, tmp_path):
@@ -291,11 +336,9 @@ def test_reflect_padding_and_alternating_flip_train_and_are_recorded(synthetic, 
     metrics = train(TrainConfig(data=synthetic, epochs=2, batch_size=20, augment="shift-flip", pad_mode="reflect",
                                 alternating_flip=True, output=str(folder), **TINY))
     assert metrics["config"]["pad_mode"] == "reflect" and metrics["config"]["alternating_flip"] is True
-    key = training.results_key(TrainConfig())
-    assert "pad_mode" not in key and "alternating_flip" not in key  # runs stored before these fields still match
-    with pytest.raises(ValueError, match="alternating_flip=True"):
+    with pytest.raises(UserInputError, match="alternating_flip=True"):
         TrainConfig(augment="shift", alternating_flip=True).validate()
-    with pytest.raises(ValueError, match="pad_mode='edge'"):
+    with pytest.raises(UserInputError, match="pad_mode='edge'"):
         TrainConfig(pad_mode="edge").validate()
 
 
@@ -309,3 +352,17 @@ def test_lookahead_run_learns_and_ends_with_the_average(synthetic, tmp_path, mon
                                 output=str(tmp_path / "run"), **TINY))
     assert ends == [True]
     assert metrics["test_accuracy"] >= 0.9, metrics["test_accuracy"]
+
+
+@pytest.mark.parametrize("averaging", [dict(ema_momentum=0.99), dict(ema_momentum=0.9, lookahead_steps=4)])
+def test_validation_accuracy_is_that_of_the_saved_weights(synthetic, tmp_path, averaging):
+    # Keras swaps in the moving average after the last epoch's callbacks, and lookahead averages once more when
+    # the steps are not a multiple of K: the recorded number must describe the weights that are saved.
+    config = TrainConfig(data=synthetic, epochs=2, batch_size=20, output=str(tmp_path / "run"), **averaging, **TINY)
+    metrics = train(config)
+    splits = training.load_data(config)
+    saved = models.inference_model(keras.models.load_model(tmp_path / "run" / "model.keras"))
+    probabilities = models.predict(saved, splits.x_val)["probabilities"]
+    assert metrics["val_accuracy"] == float((probabilities.argmax(axis=1) == splits.y_val).mean())
+    history = (tmp_path / "run" / "history.csv").read_text().splitlines()
+    assert len(history) == 3  # the per-epoch rows stay as they were

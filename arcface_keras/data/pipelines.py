@@ -12,7 +12,7 @@ PAD_MODES = ("zeros", "reflect")  # what fills the border a shift or crop uncove
 CUTOUT_SIZE = 12  # airbench96's choice for CIFAR-10 at a ~45-epoch budget (DeVries & Taylor used 16 at 200 epochs)
 
 
-SHUFFLE_BUFFER_CACHED = 10_000  # decoded images a cached file pipeline shuffles among
+SHUFFLE_BUFFER_CACHED = 10_000  # decoded images a file-cached pipeline shuffles among
 
 
 def _source(images, labels, training, seed, cache=None, indexed=False):
@@ -20,9 +20,12 @@ def _source(images, labels, training, seed, cache=None, indexed=False):
     with `indexed`, (image, label, int64 position in `images`) elements.
 
     Arrays are sliced from memory. Files are shuffled as paths (so nothing
-    but the paths is held) and decoded in parallel; with `cache`
+    but the paths is held) and decoded in parallel. With `cache`
     (``"memory"`` or a file path) the decoded images are cached after the
-    first epoch and shuffled in a buffer of `SHUFFLE_BUFFER_CACHED`.
+    first epoch: the paths are put in one random order (from `seed`) before
+    the cache, since a folder's list is sorted by class, and the cached
+    images are shuffled anew each epoch, all of them in memory, in a buffer
+    of `SHUFFLE_BUFFER_CACHED` from a file cache.
     """
     import tensorflow as tf
 
@@ -31,14 +34,19 @@ def _source(images, labels, training, seed, cache=None, indexed=False):
     if isinstance(images, np.ndarray):
         dataset = tf.data.Dataset.from_tensor_slices((images, labels, *extra))
         return dataset.shuffle(len(labels), seed=seed, reshuffle_each_iteration=True) if training else dataset
-    dataset = tf.data.Dataset.from_tensor_slices((images.paths.astype(str), labels, *extra))
+    paths = images.paths.astype(str)
+    if training and cache:  # one fixed random order for the cache; the buffer below reshuffles it every epoch
+        order = np.random.default_rng(seed).permutation(len(labels))
+        paths, labels, extra = paths[order], labels[order], tuple(e[order] for e in extra)
+    dataset = tf.data.Dataset.from_tensor_slices((paths, labels, *extra))
     if training and not cache:
         dataset = dataset.shuffle(len(labels), seed=seed, reshuffle_each_iteration=True)
     dataset = dataset.map(lambda path, *rest: (images.decode(path), *rest), num_parallel_calls=tf.data.AUTOTUNE)
     if cache:
         dataset = dataset.cache("" if cache == "memory" else cache)
         if training:
-            dataset = dataset.shuffle(min(len(labels), SHUFFLE_BUFFER_CACHED), seed=seed, reshuffle_each_iteration=True)
+            buffer = len(labels) if cache == "memory" else min(len(labels), SHUFFLE_BUFFER_CACHED)
+            dataset = dataset.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
     return dataset
 
 

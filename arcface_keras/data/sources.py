@@ -10,6 +10,7 @@ import os
 import pickle
 import socket
 import struct
+import zipfile
 import zlib
 
 import numpy as np
@@ -111,9 +112,7 @@ def _load_npz(path):
             if missing:
                 raise DataError(f"--data {path!r} lacks {missing}; it needs x_train, y_train, x_test, y_test.")
             return tuple(archive[k] for k in ("x_train", "y_train", "x_test", "y_test"))
-    except DataError:
-        raise
-    except Exception as error:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as error:  # what a damaged file raises
         raise DataError(f"--data {path!r} is not a readable .npz: {error}") from None
 
 
@@ -161,7 +160,8 @@ def _load_cifar_batches(folder):
             batch = {k.decode() if isinstance(k, bytes) else k: v for k, v in batch.items()}
             images = np.asarray(batch["data"], dtype="uint8").reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
             return images, np.asarray(batch["labels"], dtype="int64")
-        except Exception as error:
+        except (pickle.UnpicklingError, OSError, EOFError, ValueError, KeyError, TypeError, AttributeError,
+                IndexError) as error:  # what a damaged or foreign pickle raises
             raise DataError(f"{path!r} is not a CIFAR-10 python batch: {error}") from None
 
     train = [read(name) for name in CIFAR_BATCHES[:-1]]
