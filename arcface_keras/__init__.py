@@ -24,8 +24,9 @@ _PUBLIC = {
     "TripletLoss": "losses",
     "PartialFCCrossentropy": "losses",
     "PartialSGD": "optimizers",
+    "ArcFaceClassifier": "tasks",
 }
-_REGISTERING = ("layers", "losses", "models", "optimizers", "pretrained")  # the modules that register custom objects
+_REGISTERING = ("layers", "losses", "models", "optimizers", "pretrained", "tasks")  # the modules that register custom objects
 
 
 @contextlib.contextmanager
@@ -82,3 +83,4 @@ if os.path.basename(sys.argv[0] if sys.argv and sys.argv[0] else "") != "arcface
     )
     from arcface_keras.losses import PartialFCCrossentropy, TripletLoss  # noqa: E402,F401
     from arcface_keras.optimizers import PartialSGD  # noqa: E402,F401
+    from arcface_keras.tasks import ArcFaceClassifier  # noqa: E402,F401

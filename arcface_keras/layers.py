@@ -93,8 +93,11 @@ class AngularMarginLayer(keras.layers.Layer):
     ``θ = 2·atan2(‖x̂ − ŵ‖, ‖x̂ + ŵ‖)``, which is accurate to float32 rounding
     at every angle, 0 and π included, unlike ``acos`` of a float32 cosine.
     Everything is computed in float32, whatever the dtype policy: the layer
-    defaults to a float32 policy, so under ``mixed_float16`` or
-    ``mixed_bfloat16`` its kernel, cosines, margins and logits stay float32.
+    defaults to a float32 policy (as keras-hub gives a task's head its own
+    ``head_dtype``), so under a global ``mixed_float16`` or ``mixed_bfloat16``
+    policy its kernel, cosines, margins and logits stay float32. Given a
+    mixed ``dtype`` itself, it still computes in float32 and returns its
+    compute dtype, as every Keras layer does.
 
     Scale and margin can be changed during training without recompiling: the
     scale is held in the non-trainable variable ``current_scale`` and every
@@ -298,6 +301,12 @@ class AngularMarginLayer(keras.layers.Layer):
         )
 
     def call(self, inputs):
+        logits = self._logits(inputs)
+        # Computed in float32 always; returned in the layer's compute dtype, which is float32 unless
+        # the layer is given a mixed dtype itself (by default it keeps float32 under a mixed global policy).
+        return logits if self.compute_dtype == "float32" else ops.cast(logits, self.compute_dtype)
+
+    def _logits(self, inputs):
         if isinstance(inputs, (list, tuple)):
             embeddings, labels = inputs
         else:
@@ -319,13 +328,32 @@ class AngularMarginLayer(keras.layers.Layer):
         if labels is None:
             return logits
         labels = self._validated_labels(labels, embeddings)
-        centers = self._true_centers(kernel, labels, center_logits)
+        return self._with_margin(embeddings, labels, logits, self._true_centers(kernel, labels, center_logits))
+
+    def apply_margin(self, embeddings, labels, logits):
+        """The training logits ``layer([embeddings, labels])`` from the label-free
+        ``logits = layer(embeddings)``, without scoring every class again.
+
+        For a model that computes the label-free logits anyway (for its
+        metrics) and applies the margin where the labels are (as
+        `ArcFaceClassifier.compute_loss` does): only each row's true class is
+        recomputed. Exact heads only (``sample_rate == 1``).
+        """
+        if self.partial:
+            raise ValueError("`apply_margin` needs the exact head; Partial FC scores a sample of classes. "
+                             f"Received: sample_rate={self.sample_rate}")
+        embeddings = _l2_normalize(ops.cast(embeddings, "float32"), axis=-1)
+        labels = self._validated_labels(labels, embeddings)
+        centers = self._true_centers(self.centers(), labels, None, embeddings)
+        return self._with_margin(embeddings, labels, ops.cast(logits, "float32"), centers)
+
+    def _with_margin(self, embeddings, labels, logits, centers):
         target = self._target_cosine(embeddings, centers, labels)
         rows = ops.arange(ops.shape(labels)[0], dtype="int32")
         indices = ops.stack([rows, labels], axis=1)
         # The margin touches one logit per row: overwrite it in place instead
         # of mixing a (B, C) one-hot mask into every logit.
-        return ops.scatter_update(logits, indices, scale * target)
+        return ops.scatter_update(logits, indices, self.current_scale * target)
 
     @property
     def kernel(self):
@@ -406,14 +434,20 @@ class AngularMarginLayer(keras.layers.Layer):
                 )
         return labels
 
-    def _true_centers(self, kernel, labels, center_logits):
-        """Unit centers (B, D) of each row's class: its closest sub-center."""
+    def _true_centers(self, kernel, labels, center_logits, embeddings=None):
+        """Unit centers (B, D) of each row's class: its closest sub-center, read from
+        `center_logits` (B, C·K), or when None scored anew against unit `embeddings`."""
         column = labels
         if self.sub_centers > 1:
             # No gradient through the choice of center, as with the max above.
-            per_class = ops.reshape(ops.stop_gradient(center_logits), (-1, self.num_classes, self.sub_centers))
-            own = ops.take_along_axis(per_class, ops.reshape(labels, (-1, 1, 1)), axis=1)
-            column = labels * self.sub_centers + ops.cast(ops.argmax(own[:, 0, :], axis=-1), "int32")
+            if center_logits is None:
+                columns = ops.expand_dims(labels * self.sub_centers, 1) + ops.arange(self.sub_centers, dtype="int32")
+                own = _l2_normalize(ops.take(ops.transpose(ops.stop_gradient(kernel)), columns, axis=0), axis=-1)
+                scores = ops.sum(own * ops.expand_dims(ops.stop_gradient(embeddings), 1), axis=-1)  # (B, K)
+            else:
+                per_class = ops.reshape(ops.stop_gradient(center_logits), (-1, self.num_classes, self.sub_centers))
+                scores = ops.take_along_axis(per_class, ops.reshape(labels, (-1, 1, 1)), axis=1)[:, 0, :]
+            column = labels * self.sub_centers + ops.cast(ops.argmax(scores, axis=-1), "int32")
         return _l2_normalize(ops.transpose(ops.take(kernel, column, axis=1)), axis=-1)  # kernel: (D, C·K)
 
     def _per_row(self, margin, labels):
@@ -439,6 +473,12 @@ class AngularMarginLayer(keras.layers.Layer):
         return target
 
     def compute_output_shape(self, input_shape):
+        """``(B, C)``; with labels and ``sample_rate < 1``, the partial logits'
+        ``(B, 1 + S)``, S = min(C, max(ceil(r·C), B)) (None while B is unknown)."""
+        if _is_shape_list(input_shape) and self.partial:
+            batch = input_shape[0][0]
+            sampled = None if batch is None else min(self.num_classes, max(self.sampled_classes, batch))
+            return (batch, None if sampled is None else 1 + sampled)
         embedding_shape = input_shape[0] if _is_shape_list(input_shape) else input_shape
         return (embedding_shape[0], self.num_classes)
 
