@@ -693,7 +693,7 @@ class MarginScheduler(keras.callbacks.Callback):
         self._layers = []
 
     def on_train_begin(self, logs=None):
-        self._layers = [layer for layer in _all_layers(self.model) if isinstance(layer, AngularMarginLayer)]
+        self._layers = [layer for layer in all_layers(self.model) if isinstance(layer, AngularMarginLayer)]
         if not self._layers:
             raise ValueError("MarginScheduler found no AngularMarginLayer in the model.")
 
@@ -710,7 +710,10 @@ class MarginScheduler(keras.callbacks.Callback):
                 layer.current_scale.assign(float(self.scale(progress)))
 
 
-def _all_layers(layer):
-    for child in getattr(layer, "layers", []):
-        yield child
-        yield from _all_layers(child)
+def all_layers(model):
+    """`model` and every layer inside it, depth first: the layers of nested
+    models (``layer.layers``) included. Layers a custom layer keeps as
+    attributes are not reached; Keras 3 has no public way to list them."""
+    yield model
+    for layer in getattr(model, "layers", ()):
+        yield from all_layers(layer)

@@ -22,15 +22,6 @@ import keras
 from keras import ops
 
 
-def all_layers(model):
-    """`model` and every layer inside it, depth first: the layers of nested
-    models (``layer.layers``) included. Layers a custom layer keeps as
-    attributes are not reached; Keras 3 has no public way to list them."""
-    yield model
-    for layer in getattr(model, "layers", ()):
-        yield from all_layers(layer)
-
-
 @keras.saving.register_keras_serializable(package="arcface_keras")
 class SGD(keras.optimizers.SGD):
     """`keras.optimizers.SGD` whose learning rate can be larger for chosen variables."""
@@ -90,7 +81,7 @@ class PartialSGD(SGD):
 
     def exclude_sparse(self, model):
         """Take every Partial FC head's centers of `model` out of the dense weight decay."""
-        from arcface_keras.layers import AngularMarginLayer
+        from arcface_keras.layers import AngularMarginLayer, all_layers
 
         heads = [layer for layer in all_layers(model) if isinstance(layer, AngularMarginLayer) and layer.partial]
         self._sparse_decay = [head.center_rows for head in heads]

@@ -184,8 +184,9 @@ class ArcFaceClassifier(keras.Model):
 
         Args:
             optimizer: ``"auto"``: Adam (1e-3); with a Partial FC head, SGD
-                (0.05, Nesterov momentum 0.9), which leaves unsampled centers
-                alone. Defaults to `"auto"`.
+                (0.05, Nesterov momentum 0.9; on TensorFlow `PartialSGD`,
+                which leaves unsampled centers and their momentum alone).
+                Defaults to `"auto"`.
             loss: ``"auto"``: softmax cross-entropy of the margin logits
                 (`losses.PartialFCCrossentropy` for a Partial FC head).
                 Defaults to `"auto"`.
@@ -195,8 +196,11 @@ class ArcFaceClassifier(keras.Model):
             **kwargs: the other arguments of `keras.Model.compile`.
         """
         if optimizer == "auto":
-            if self.head.partial:
-                optimizer = keras.optimizers.SGD(0.05, momentum=0.9, nesterov=True)
+            if self.head.partial:  # on TensorFlow the row-sparse PartialSGD: unsampled centers stay as they are
+                from arcface_keras.optimizers import PartialSGD
+
+                sgd = PartialSGD if keras.backend.backend() == "tensorflow" else keras.optimizers.SGD
+                optimizer = sgd(0.05, momentum=0.9, nesterov=True)
             else:
                 optimizer = keras.optimizers.Adam(1e-3)
         if loss == "auto":

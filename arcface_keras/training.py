@@ -48,9 +48,9 @@ from arcface_keras.callbacks import (
 )
 from arcface_keras.errors import ArgumentError, TrainingDiverged, UserInputError
 from arcface_keras.io import write_json_atomic
-from arcface_keras.layers import MarginScheduler, linear_ramp, margins_from_class_counts
+from arcface_keras.layers import MarginScheduler, all_layers, linear_ramp, margins_from_class_counts
 from arcface_keras.losses import PartialFCCrossentropy, SmoothedSparseCrossentropy, TripletLoss, partial_fc_accuracy
-from arcface_keras.optimizers import SGD, PartialSGD, TriangleSchedule, all_layers
+from arcface_keras.optimizers import SGD, PartialSGD, TriangleSchedule
 
 def train(config):
     """Train, evaluate and export one model; return the metrics dict.
