@@ -7,10 +7,12 @@ and channels from its signature and the calibrated cosine thresholds from
 ``saved_model/assets.extra/calibration.json``; image files are decoded and
 resized exactly as the run was trained (`arcface_keras.data.folders`).
 
-A gallery (`Gallery`, saved as a ``.npz`` without pickle) holds the class
-names, one unit-norm center per class (the normalised mean embedding of its
-images), optionally every embedding, the model's fingerprint (galleries of
-two models never mix) and the run's thresholds.
+A gallery holds the class names, one unit-norm center per class (the
+normalised mean embedding of its images), every embedding (optionally, in an
+``.npz``), the model's fingerprint (galleries of two models never mix) and
+the run's thresholds. It lives in a store (`arcface_keras.gallery_store`, a
+SQLite file many processes can write) or, as before, in an ``.npz`` without
+pickle; `Gallery` is the in-memory form search works on.
 """
 
 import dataclasses
@@ -142,6 +144,28 @@ class Gallery:
             raise UserInputError(f"--gallery {path!r} is not a gallery file ({type(error).__name__}: {error}).") from None
 
 
+def load_gallery(path):
+    """The `Gallery` at `path`: a store's classes now, or an ``.npz`` gallery."""
+    from arcface_keras import gallery_store
+
+    if not os.path.exists(path):
+        raise UserInputError(f"--gallery {path!r} does not exist.")
+    if gallery_store.is_store(path):
+        with gallery_store.GalleryStore(path) as store:
+            return store.snapshot()
+    return Gallery.load(path)
+
+
+def convert_gallery(npz_path, output):
+    """`scripts/enrol.py --convert`: an ``.npz`` gallery into a new store at `output`."""
+    from arcface_keras import gallery_store
+
+    if not gallery_store.is_store(output):
+        raise UserInputError(f"--output {output!r}: convert into a store, a path not ending in .npz (e.g. gallery.db).")
+    with gallery_store.from_gallery(Gallery.load(npz_path), output) as store:
+        return store.snapshot()
+
+
 def enrol(model, files, keep_all=False):
     """A `Gallery` of `files` ``[(path, class name)]``, each class's center the
     normalised mean of its unit embeddings."""
@@ -244,14 +268,34 @@ def open_set_rates(predicted, true, gallery_names):
 
 # ------------------------------------------------------------- commands --
 def enrol_folder(run_folder, data, output, keep_all=False, append=False, replace=False):
-    """`scripts/enrol.py`: embed `data`'s class subfolders into the gallery `output`."""
+    """`scripts/enrol.py`: embed `data`'s class subfolders into the gallery `output`:
+    a store (`gallery_store`, any path but ``*.npz``: every class in one
+    transaction, safe beside other writers) or an ``.npz`` file."""
     if os.path.isdir(output):
-        raise UserInputError(f"--output {output!r} is a folder; give a gallery file path (e.g. gallery.npz).")
+        raise UserInputError(f"--output {output!r} is a folder; give a gallery file path (e.g. gallery.db).")
     exists = os.path.exists(output)
     if exists and not append:
         raise UserInputError(f"--output {output!r} exists; pass --append to add classes to it, or choose another path.")
     if append and not exists:
         raise UserInputError(f"--append: no gallery at {output!r} to add to.")
+    from arcface_keras import gallery_store
+
+    if gallery_store.is_store(output):
+        files = image_files(data)
+        names = sorted({label for _, label in files})
+        if None in names or not names:
+            raise DataError("enrolment needs images in class subfolders (the folder name is the class name).")
+        model = ExportedModel(run_folder)
+        with gallery_store.GalleryStore(output, model.fingerprint, (model.calibration or {}).get("thresholds", {}),
+                                        create=True) as store:
+            taken = sorted({name for name, _ in store.classes()} & set(names))
+            if taken and not replace:  # refused before any image is embedded
+                raise UserInputError(f"classes already in the gallery: {taken[:5]}; pass --replace to re-enrol them.")
+            embeddings = _unit(model.embed([path for path, _ in files]))
+            labels = np.array([label for _, label in files])
+            store.enrol({name: embeddings[labels == name] for name in names}, replace=replace,
+                        paths={name: [path for path, label in files if label == name] for name in names})
+            return store.snapshot(), len(files)
     model = ExportedModel(run_folder)
     previous = Gallery.load(output) if append else None
     if previous is not None and previous.fingerprint != model.fingerprint:
@@ -282,7 +326,7 @@ def identify_folder(run_folder, gallery_path, data, output, top_k=1, threshold=N
         raise UserInputError(f"--output {output!r} is a folder; give a CSV file path.")
     model = ExportedModel(run_folder)
     accept = model.threshold(far, threshold)
-    gallery = Gallery.load(gallery_path)
+    gallery = load_gallery(gallery_path)
     if gallery.fingerprint != model.fingerprint:
         raise UserInputError(f"--gallery {gallery_path!r} was enrolled with another model (fingerprints differ).")
     files = image_files(data)

@@ -256,3 +256,26 @@ def test_the_task_trains_saves_and_loads_across_backends(backend, tmp_path):
         np.testing.assert_allclose(a["p"], b["p"], atol=1e-5)
         np.testing.assert_allclose(a["e"], b["e"], atol=1e-5)
     assert tensorflow["accuracy"] == trained["accuracy"]
+
+
+@pytest.mark.slow
+def test_the_task_trains_under_a_mirrored_strategy(tmp_path):
+    code = textwrap.dedent("""
+        import numpy as np, tensorflow as tf, keras
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+        from sklearn.datasets import load_digits
+        from arcface_keras import ArcFaceClassifier
+        digits = load_digits()
+        x, y = digits.images[..., None].astype("float32") / 16, digits.target
+        with tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]).scope():
+            backbone = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Conv2D(32, 3, activation="relu"),
+                                         keras.layers.Conv2D(32, 3, activation="relu")])
+            model = ArcFaceClassifier(backbone, num_classes=10, embedding_dim=32)
+            model.compile()
+        model.fit(x[:1400], y[:1400], epochs=6, batch_size=64, verbose=0)
+        print((model.predict(x[1400:], verbose=0).argmax(1) == y[1400:]).mean())
+    """)
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert float(result.stdout.strip().splitlines()[-1]) >= 0.8

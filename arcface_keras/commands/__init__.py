@@ -12,7 +12,7 @@ COMMANDS = {
     "train": "train", "evaluate": "evaluate", "compare": "compare", "sweep": "sweep", "imbalance": "imbalance",
     "convergence": "convergence", "open-set": "open_set", "enrol": "enrol", "identify": "identify",
     "verify": "verify", "export": "export", "embedding-spread": "embedding_spread", "partial-fc": "partial_fc",
-    "ablation": "ablation", "jpeg-cost": "jpeg_cost",
+    "ablation": "ablation", "jpeg-cost": "jpeg_cost", "serve": "serve",
 }
 
 

@@ -59,9 +59,16 @@ class ImageFiles:
         """The uint8 (H, W, C) image tensor of one path tensor (TensorFlow ops)."""
         import tensorflow as tf
 
+        return self.decode_bytes(tf.io.read_file(path))
+
+    def decode_bytes(self, contents):
+        """The uint8 (H, W, C) image tensor of one encoded file's bytes, decoded and
+        resized as `decode` does (the service decodes uploads with it)."""
+        import tensorflow as tf
+
         height, width, channels = self.image_shape
         # Decoded with its own channels (BMP and GIF decoders refuse channels=1), then converted.
-        image = tf.io.decode_image(tf.io.read_file(path), dtype=tf.uint8, expand_animations=False)
+        image = tf.io.decode_image(contents, dtype=tf.uint8, expand_animations=False)
         colour = tf.shape(image)[-1] >= 3
         if channels == 1:
             image = tf.cond(colour, lambda: tf.image.rgb_to_grayscale(image[..., :3]), lambda: image[..., :1])

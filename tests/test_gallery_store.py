@@ -1,0 +1,135 @@
+"""The gallery store: transactions, concurrent writers, kill -9, the commands over it."""
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pytest
+from conftest import ROOT, load_script
+from test_gallery import _images
+
+from arcface_keras import gallery
+from arcface_keras.errors import UserInputError
+from arcface_keras.gallery_store import ClassExists, GalleryStore, UnknownClass
+
+
+def _unit(rng, rows, dim=8):
+    x = rng.normal(size=(rows, dim)).astype("float32")
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def test_enrol_replace_delete_and_snapshot(tmp_path, rng):
+    path = tmp_path / "gallery.db"
+    with pytest.raises(UserInputError, match="does not exist"):
+        GalleryStore(path)
+    store = GalleryStore(path, "model-a", {"eer": 0.5}, create=True)
+    a, b = _unit(rng, 3), _unit(rng, 2)
+    assert store.enrol({"alice": a, "bob": b}) == {"alice": 3, "bob": 2}
+    assert store.classes() == [("alice", 3), ("bob", 2)] and len(store) == 2
+    snapshot = store.snapshot(keep_all=True)
+    expected = a.mean(axis=0) / np.linalg.norm(a.mean(axis=0))
+    np.testing.assert_allclose(snapshot.centers[0], expected, atol=1e-6)
+    np.testing.assert_array_equal(snapshot.embeddings[snapshot.labels == 1], b)
+    assert snapshot.thresholds == {"eer": 0.5} and snapshot.fingerprint == "model-a"
+    with pytest.raises(ClassExists, match=r"\['alice'\]"):
+        store.enrol({"alice": a, "carol": b})
+    assert [name for name, _ in store.classes()] == ["alice", "bob"]  # all or nothing: carol is not there either
+    store.enrol({"alice": b}, replace=True)
+    assert store.classes()[0] == ("alice", 2)
+    store.delete("bob")
+    with pytest.raises(UnknownClass, match="no class 'bob'"):
+        store.delete("bob")
+    store.close()
+    with pytest.raises(UserInputError, match="another model"):
+        GalleryStore(path, "model-b")
+    reopened = GalleryStore(path)
+    assert reopened.classes() == [("alice", 2)] and reopened.snapshot(keep_all=True).embeddings.shape == (2, 8)
+    (tmp_path / "notes.txt").write_text("not a database at all, but long enough to have a header" * 10)
+    with pytest.raises(UserInputError, match="is not a gallery store"):
+        GalleryStore(tmp_path / "notes.txt")
+
+
+WRITER = textwrap.dedent("""
+    import sys, time, numpy as np
+    from arcface_keras.gallery_store import GalleryStore
+    path, worker, classes, rows = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+    store = GalleryStore(path, "model", create=True)
+    print("open", flush=True)
+    for index in range(classes):
+        rng = np.random.default_rng(1000 * worker + index)
+        x = rng.normal(size=(rows, 64)).astype("float32")
+        store.enrol({f"w{worker}-c{index}": x / np.linalg.norm(x, axis=1, keepdims=True)})
+""")
+
+
+def _expected(worker, index, rows):
+    x = np.random.default_rng(1000 * worker + index).normal(size=(rows, 64)).astype("float32")
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def _check_complete(path, rows):
+    """Every class in the store is whole: its count, its embeddings and its center as written."""
+    snapshot = GalleryStore(path).snapshot(keep_all=True)
+    for index, name in enumerate(snapshot.class_names):
+        worker, number = (int(part[1:]) for part in name.split("-"))
+        written = _expected(worker, number, rows)
+        np.testing.assert_array_equal(snapshot.embeddings[snapshot.labels == index], written)
+        center = written.mean(axis=0) / np.linalg.norm(written.mean(axis=0))
+        np.testing.assert_allclose(snapshot.centers[index], center, atol=1e-6)
+    return snapshot.class_names
+
+
+def test_concurrent_writers_lose_nothing(tmp_path):
+    path = str(tmp_path / "gallery.db")
+    env = {**os.environ, "PYTHONPATH": ROOT, "KERAS_BACKEND": "numpy"}  # no TensorFlow to import
+    writers = [subprocess.Popen([sys.executable, "-c", WRITER, path, str(w), "15", "20"], env=env,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for w in range(4)]
+    for writer in writers:
+        _, error = writer.communicate(timeout=120)
+        assert writer.returncode == 0, error[-2000:]
+    names = _check_complete(path, 20)
+    assert sorted(names) == sorted(f"w{w}-c{i}" for w in range(4) for i in range(15))  # every class, once
+
+
+@pytest.mark.parametrize("delay", [0.05, 0.2, 0.5])
+def test_kill_9_during_enrolment_leaves_only_whole_classes(tmp_path, delay):
+    path = str(tmp_path / "gallery.db")
+    env = {**os.environ, "PYTHONPATH": ROOT, "KERAS_BACKEND": "numpy"}  # no TensorFlow to import
+    writer = subprocess.Popen([sys.executable, "-c", WRITER, path, "0", "100000", "2000"], env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert writer.stdout.readline().strip() == "open"
+    time.sleep(delay)
+    writer.send_signal(signal.SIGKILL)
+    writer.wait()
+    names = _check_complete(path, 2000)  # the unfinished transaction is rolled back on open
+    numbers = sorted(int(name.split("-c")[1]) for name in names)
+    assert numbers == list(range(len(numbers)))  # the committed ones, in order, none half there
+    store = GalleryStore(path)  # and the store takes writes again
+    store.enrol({"after": np.eye(64, dtype="float32")[:2]})
+    assert ("after", 2) in store.classes()
+
+
+def test_the_commands_use_a_store_like_an_npz(finished_run, tmp_path):
+    enrol, identify = load_script("enrol"), load_script("identify")
+    known, probes = _images(tmp_path / "known", [0, 1, 2]), _images(tmp_path / "probes", [0, 1, 2, 3], seed=2)
+    npz, db = tmp_path / "gallery.npz", tmp_path / "gallery.db"
+    assert enrol.main([str(finished_run), "--data", str(known), "--output", str(npz), "--keep-all"]) == 0
+    assert enrol.main([str(finished_run), "--data", str(known), "--output", str(db)]) == 0
+    for path, name in ((npz, "npz.csv"), (db, "db.csv")):
+        assert identify.main([str(finished_run), "--gallery", str(path), "--data", str(probes),
+                              "--output", str(tmp_path / name), "--top-k", "2"]) == 0
+    assert (tmp_path / "npz.csv").read_text() == (tmp_path / "db.csv").read_text()
+    with pytest.raises(SystemExit):  # an existing class without --replace: one line, nothing written
+        enrol.main([str(finished_run), "--data", str(known), "--output", str(db), "--append"])
+    more = _images(tmp_path / "more", [3])
+    assert enrol.main([str(finished_run), "--data", str(more), "--output", str(db), "--append"]) == 0
+    assert [name for name, _ in GalleryStore(db).classes()] == ["class 0", "class 1", "class 2", "class 3"]
+    converted = tmp_path / "converted.db"
+    assert enrol.main([str(finished_run), "--convert", str(npz), "--output", str(converted)]) == 0
+    a, b = gallery.load_gallery(str(npz)), gallery.load_gallery(str(converted))
+    assert a.class_names == b.class_names
+    np.testing.assert_allclose(a.centers, b.centers, atol=1e-6)
