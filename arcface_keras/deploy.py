@@ -76,3 +76,43 @@ def _test_images(config, count):
                            classes=config.get("classes"))
     images = splits.x_test[:count]
     return (images if isinstance(images, np.ndarray) else images.load()).astype("float32")
+
+
+def export_identify_and_check(run_folder, gallery_path, top_k=5, threshold=None, far=None, output=None, images=256):
+    """`export.export_identify` with a gallery file, checked against the
+    commands' search on the run's first test images; returns the report.
+
+    The threshold of ``unknown`` is `threshold`, the run's calibrated one at
+    `far`, or by default the run's EER threshold.
+    """
+    import tensorflow as tf
+
+    from arcface_keras import gallery as gallery_lib
+
+    if top_k < 1:
+        raise UserInputError(f"--top-k must be ≥ 1. Received: {top_k}")
+    model = gallery_lib.ExportedModel(run_folder)
+    accept = model.threshold(far, threshold)
+    if accept is None:
+        accept = (model.calibration or {}).get("thresholds", {}).get("eer")
+    gallery = gallery_lib.load_gallery(gallery_path)
+    if gallery.fingerprint != model.fingerprint:
+        raise UserInputError(f"--gallery {gallery_path!r} was enrolled with another model (fingerprints differ).")
+    if not gallery.class_names:
+        raise UserInputError(f"--gallery {gallery_path!r} holds no class.")
+    path = export.export_identify(run_folder, gallery, accept, output, top_k)
+    import json
+
+    with open(os.path.join(run_folder, "metrics.json")) as file:
+        test = _test_images(json.load(file)["config"], images)
+    identify = tf.saved_model.load(path).signatures["identify"]
+    outputs = identify(images=tf.constant(test))
+    indices, scores = gallery_lib.search(gallery.centers, model.embed(test.astype("uint8")), top_k)
+    expected = gallery_lib.decide(gallery.class_names, indices, scores, accept)
+    labels = [_text(v) for v in outputs["label"].numpy()]
+    top = [[_text(v) for v in row] for row in outputs["class_name"].numpy()]
+    return {"path": path, "images": int(len(test)), "classes": len(gallery.class_names), "threshold": accept,
+            "label_agreement": float(np.mean([a == b for a, b in zip(labels, expected)])),
+            "top_k_agreement": float(np.mean([row == [gallery.class_names[i] for i in ids]
+                                              for row, ids in zip(top, indices)])),
+            "score_max_abs_difference": float(np.abs(outputs["score"].numpy() - scores).max())}

@@ -14,6 +14,7 @@ import shutil
 import tempfile
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 
@@ -227,3 +228,61 @@ def litert_runner(path):
         return runner(images=images.astype("float32"))
 
     return run
+
+
+# ------------------------------------------------------- gallery in the model --
+def export_identify(run_folder, gallery, accept, output=None, top_k=5):
+    """The run's SavedModel with a gallery inside: an ``identify`` signature.
+
+    ``identify`` takes raw float32 images (B, H, W, C) as ``serving_default``
+    does and returns ``class_name`` (B, k) and ``score`` (B, k), the top-k
+    enrolled classes by cosine, best first; ``label`` (B,), the best class or
+    ``unknown`` below `accept`; and ``unknown`` (B,). The other signatures
+    are the run's, unchanged. So TensorFlow Serving identifies with no
+    arcface_keras code.
+
+    Args:
+        run_folder: a finished run folder.
+        gallery: a `gallery.Gallery` enrolled with this run's model.
+        accept: the cosine threshold of ``unknown``, or None (accept all).
+        output: where to write. Defaults to ``<run>/saved_model_identify``.
+        top_k: classes per image, at most the gallery's. Defaults to `5`.
+
+    Returns:
+        The path written.
+    """
+    source = os.path.join(run_folder, "saved_model")
+    loaded = tf.saved_model.load(source)
+    serve = loaded.signatures["serving_default"]
+    spec = serve.structured_input_signature[1]["images"]
+    names = tf.constant([str(name) for name in gallery.class_names])
+    centers = tf.constant(gallery.centers / np.linalg.norm(gallery.centers, axis=1, keepdims=True), tf.float32)
+    k = min(int(top_k), len(gallery.class_names))
+    threshold = tf.constant(-np.inf if accept is None else float(accept), tf.float32)
+
+    @tf.function(input_signature=[tf.TensorSpec(spec.shape, tf.float32, name="images")])
+    def identify(images):
+        embeddings = serve(images=images)["embedding"]
+        scores, indices = tf.math.top_k(tf.matmul(embeddings, centers, transpose_b=True), k=k)
+        unknown = scores[:, 0] < threshold
+        best = tf.gather(names, indices[:, 0])
+        return {"class_name": tf.gather(names, indices), "score": scores, "unknown": unknown,
+                "label": tf.where(unknown, tf.constant("unknown"), best)}
+
+    module = tf.Module()
+    module.model, module.centers_table = loaded, (names, centers)
+    module.identify = identify
+    signatures = {name: function for name, function in loaded.signatures.items()}
+    signatures["identify"] = identify
+    path = os.path.abspath(output or os.path.join(run_folder, "saved_model_identify"))
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    staging = tempfile.mkdtemp(dir=os.path.dirname(path), prefix=".export-")
+    try:
+        tf.saved_model.save(module, os.path.join(staging, "model"), signatures=signatures)
+        extra = os.path.join(source, "assets.extra")
+        if os.path.isdir(extra):
+            shutil.copytree(extra, os.path.join(staging, "model", "assets.extra"))
+        _replace_folder(os.path.join(staging, "model"), path)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return path

@@ -18,6 +18,7 @@ pickle; `Gallery` is the in-memory form search works on.
 import dataclasses
 import json
 import os
+import sys
 
 import numpy as np
 
@@ -52,13 +53,28 @@ class ExportedModel:
         self.image_shape = tuple(int(v) for v in spec.shape[1:])
         self.calibration = read_calibration(path)
 
-    def embed(self, images, batch_size=64):
+    def embed(self, images, batch_size=64, progress=None):
         """Unit embeddings (N, D) of image files (paths, decoded and resized as in
-        training), of `ImageFiles`, or of a uint8 array shaped like the training images."""
+        training), of `ImageFiles`, or of a uint8 array shaped like the training images.
+
+        `progress`: show a progress bar (Keras' `Progbar`); by default only for
+        more than one batch with a terminal on stdout, so logs and pipes stay quiet.
+        """
         if not (isinstance(images, np.ndarray) and images.dtype == np.uint8 and images.ndim == 4):
             paths = images.paths if isinstance(images, ImageFiles) else np.asarray(images, dtype=object)
             images = ImageFiles(paths, self.image_shape, resize=True)
-        batches = [self.serve(images=batch)["embedding"].numpy() for batch in image_batches(images, batch_size)]
+        if progress is None:
+            progress = len(images) > batch_size and sys.stdout.isatty()
+        bar = None
+        if progress:
+            import keras
+
+            bar = keras.utils.Progbar(len(images), unit_name="image")
+        batches = []
+        for batch in image_batches(images, batch_size):
+            batches.append(self.serve(images=batch)["embedding"].numpy())
+            if bar is not None:
+                bar.add(len(batches[-1]))
         return np.concatenate(batches) if batches else np.zeros((0, 0), dtype="float32")
 
     def threshold(self, far=None, threshold=None):

@@ -81,7 +81,8 @@ def main(argv=None):
     text = "\n".join([
         f"`ArcFaceClassifier` with the CIFAR-10 recipe's fastnet, 32×32×3, batch {args.batch_size}, float32, SGD; "
         f"{args.steps} timed steps after {args.warmup} warm-up steps, {args.rounds} interleaved rounds, one process "
-        f"per run (`python scripts/benchmark_backends.py --rounds {args.rounds}`).", "",
+        f"per run (`python scripts/benchmark_backends.py --rounds {args.rounds} --warmup {args.warmup} "
+        f"--steps {args.steps} --batch-size {args.batch_size}`).", "",
         "| backend | best images/s | ratio to TensorFlow | every round |", "| --- | --- | --- | --- |", *rows, ""])
     from arcface_keras.io import write_json_atomic, write_text_atomic
 

@@ -133,3 +133,60 @@ def test_the_commands_use_a_store_like_an_npz(finished_run, tmp_path):
     a, b = gallery.load_gallery(str(npz)), gallery.load_gallery(str(converted))
     assert a.class_names == b.class_names
     np.testing.assert_allclose(a.centers, b.centers, atol=1e-6)
+
+
+def test_long_embedding_shows_progress_on_a_terminal_only(finished_run, capsys, monkeypatch):
+    model = gallery.ExportedModel(str(finished_run))
+    images = np.zeros((130, *model.image_shape), dtype="uint8")
+    model.embed(images)  # stdout is a pipe here: quiet
+    assert capsys.readouterr().out == ""
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: True)
+    model.embed(images)
+    assert "130/130" in capsys.readouterr().out
+    model.embed(images[:10])  # one batch: no bar
+    assert capsys.readouterr().out == ""
+
+
+def test_the_gallery_inside_the_saved_model_identifies_as_the_command_does(finished_run, tmp_path):
+    import shutil
+    import textwrap
+
+    run = tmp_path / "run"
+    shutil.copytree(finished_run, run)
+    enrol, export = load_script("enrol"), load_script("export")
+    known, probes = _images(tmp_path / "known", [0, 1, 2]), _images(tmp_path / "probes", [0, 1, 2, 3], seed=2)
+    assert enrol.main([str(run), "--data", str(known), "--output", str(tmp_path / "g.db")]) == 0
+    assert export.main([str(run), "--format", "saved_model", "--gallery", str(tmp_path / "g.db"), "--top-k", "2",
+                        "--threshold", "0.5"]) == 0
+    identify = load_script("identify")
+    assert identify.main([str(run), "--gallery", str(tmp_path / "g.db"), "--data", str(probes), "--output",
+                          str(tmp_path / "p.csv"), "--top-k", "2", "--threshold", "0.5"]) == 0
+    import csv
+
+    with open(tmp_path / "p.csv") as file:
+        rows = list(csv.DictReader(file))
+    # a process that never imports arcface_keras: the signature alone, on the same decoded files
+    from arcface_keras.data.folders import ImageFiles
+
+    decoded = ImageFiles(np.array([row["path"] for row in rows], dtype=object), (12, 12, 1), resize=True).load()
+    np.save(tmp_path / "images.npy", decoded.astype("float32"))
+    code = textwrap.dedent(f"""
+        import json, sys, numpy as np, tensorflow as tf
+        identify = tf.saved_model.load({str(run / "saved_model_identify")!r}).signatures["identify"]
+        out = identify(images=tf.constant(np.load({str(tmp_path / "images.npy")!r})))
+        print(json.dumps({{"label": [v.decode() for v in out["label"].numpy()],
+                           "top": [[v.decode() for v in row] for row in out["class_name"].numpy()],
+                           "score": out["score"].numpy()[:, 0].tolist(),
+                           "arcface_keras": "arcface_keras" in sys.modules}}))
+    """)
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=str(tmp_path),
+                            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    assert result.returncode == 0, result.stderr[-2000:]
+    import json
+
+    out = json.loads(result.stdout.strip().splitlines()[-1])
+    assert out["arcface_keras"] is False
+    assert out["label"] == [row["label"] for row in rows]
+    assert [top[1] for top in out["top"]] == [row["label_2"] for row in rows]
+    assert all(top[0] == row["label"] for top, row in zip(out["top"], rows) if row["label"] != "unknown")
+    np.testing.assert_allclose(out["score"], [float(row["score"]) for row in rows], atol=1e-5)
