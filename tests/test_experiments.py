@@ -114,6 +114,7 @@ def test_open_set_scores_on_separable_embeddings():
         experiments.open_set_scores(embeddings, labels, impostors, shot=8)
 
 
+@pytest.mark.slow
 def test_open_set_study_trains_on_some_classes_and_enrols_the_others(tmp_path):
     base = TrainConfig(epochs=1, batch_size=50, backbone_options={"widths": (8, 16)}, embedding_dim=16, verbose=0)
     summary = experiments.open_set(base, str(tmp_path), ["[0-4]"], ["[5-7]"], ["[89]"], losses=("arcface", "softmax"),
@@ -126,6 +127,7 @@ def test_open_set_study_trains_on_some_classes_and_enrols_the_others(tmp_path):
     assert (tmp_path / "open-set-digits.md").read_text().count("K=") == 4
 
 
+@pytest.mark.slow
 def test_compare_reports_eer_and_tta_accuracy_and_reuses_finished_runs(synthetic, tmp_path, monkeypatch):
     base = TrainConfig(data=synthetic, epochs=2, batch_size=20, **TINY)
     folder = str(tmp_path / "study")

@@ -189,6 +189,7 @@ def test_cached_files_are_shuffled_across_classes_every_epoch(tmp_path, monkeypa
     assert not np.array_equal(np.concatenate(epochs[1]), np.concatenate(epochs[2]))  # a new order each epoch
 
 
+@pytest.mark.slow
 def test_folder_run_keeps_class_names_in_metrics_report_and_saved_model(tmp_path):
     _folder(tmp_path / "images", per_class=10)
     folder = tmp_path / "run"
@@ -221,6 +222,7 @@ def test_classes_keeps_the_matching_class_folders_relabelled(tmp_path):
         data.load(data=str(tmp_path), classes=["plain"])
 
 
+@pytest.mark.slow
 def test_patch_whitening_adapts_to_an_image_folder(tmp_path):
     _folder(tmp_path / "images", per_class=10)
     options = {**TINY, "backbone_options": {"widths": (8, 16), "whiten": 2}}

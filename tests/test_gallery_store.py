@@ -95,7 +95,7 @@ def test_concurrent_writers_lose_nothing(tmp_path):
     assert sorted(names) == sorted(f"w{w}-c{i}" for w in range(4) for i in range(15))  # every class, once
 
 
-@pytest.mark.parametrize("delay", [0.05, 0.2, 0.5])
+@pytest.mark.parametrize("delay", [pytest.param(0.05, marks=pytest.mark.slow), 0.2, pytest.param(0.5, marks=pytest.mark.slow)])
 def test_kill_9_during_enrolment_leaves_only_whole_classes(tmp_path, delay):
     path = str(tmp_path / "gallery.db")
     env = {**os.environ, "PYTHONPATH": ROOT, "KERAS_BACKEND": "numpy"}  # no TensorFlow to import
@@ -147,6 +147,7 @@ def test_long_embedding_shows_progress_on_a_terminal_only(finished_run, capsys, 
     assert capsys.readouterr().out == ""
 
 
+@pytest.mark.slow
 def test_the_gallery_inside_the_saved_model_identifies_as_the_command_does(finished_run, tmp_path):
     import shutil
     import textwrap

@@ -359,6 +359,7 @@ def test_bad_labels_raise_clear_errors(rng):
         ArcMarginLayer(7)([np.zeros((2, 3, 4), "float32"), np.zeros(2, "int32")])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", ["jax", "torch"])
 def test_matches_naive_reference_under_other_backends(backend, tmp_path, rng):
     pytest.importorskip(backend)

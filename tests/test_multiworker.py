@@ -102,6 +102,7 @@ def _scratch_folders():
     return glob.glob(os.path.join(tempfile.gettempdir(), "arcface-keras-worker*"))
 
 
+@pytest.mark.slow
 def test_workers_that_do_not_share_the_run_folder_stop_with_one_line(tmp_path):
     processes = _launch(None, tmp_path, outputs=[tmp_path / "on-host1", tmp_path / "on-host2"])
     codes = _wait(processes)

@@ -57,6 +57,7 @@ def test_finished_run_is_refused_then_replaced_with_overwrite(finished_run, tmp_
     assert json.loads((folder / "epoch_seconds.json").read_text()).__len__() == 1
 
 
+@pytest.mark.slow
 def test_unfinished_run_with_other_settings_is_refused(synthetic, tmp_path, monkeypatch):
     folder = tmp_path / "run"
     config = TrainConfig(data=synthetic, epochs=3, batch_size=40, output=str(folder), **TINY)

@@ -163,6 +163,7 @@ def _wait_for_port(port, process, seconds=60):
             time.sleep(0.2)
 
 
+@pytest.mark.slow
 def test_the_command_listens_on_loopback_only_by_default(finished_run, tmp_path):
     port = _free_port()
     process = subprocess.Popen([sys.executable, os.path.join(ROOT, "scripts", "serve.py"), str(finished_run),
@@ -179,6 +180,7 @@ def test_the_command_listens_on_loopback_only_by_default(finished_run, tmp_path)
         process.wait(timeout=30)
 
 
+@pytest.mark.slow
 def test_the_page_enrols_and_identifies_in_a_real_browser(finished_run, tmp_path):
     chromium, driver = shutil.which("chromium"), shutil.which("chromedriver")
     if not (chromium and driver):

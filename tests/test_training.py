@@ -51,6 +51,7 @@ def test_flip_test_run_exports_a_mirror_invariant_model(synthetic, tmp_path, rng
         TrainConfig(flip_test="yes").validate()
 
 
+@pytest.mark.slow
 def test_fastnet_backbone_learns(synthetic, tmp_path):
     options = {**TINY, "backbone_options": {"widths": (8, 16, 16), "stem": 4}}
     metrics = train(TrainConfig(data=synthetic, backbone="fastnet", epochs=6, batch_size=20, lr=0.05,
@@ -188,6 +189,7 @@ def test_divergence_stops_the_run_and_exports_nothing(synthetic, tmp_path):
         assert not (folder / name).exists(), name
 
 
+@pytest.mark.slow
 def test_two_classes_work_end_to_end(tmp_path, rng):
     data = synthetic_npz(tmp_path / "two.npz", rng, classes=2)
     metrics = train(TrainConfig(data=data, epochs=3, batch_size=20, output=str(tmp_path / "run"), **TINY))
@@ -312,6 +314,7 @@ def test_deterministic_runs_are_bit_identical(synthetic, tmp_path):
     assert (tmp_path / "a" / "history.csv").read_text() == (tmp_path / "b" / "history.csv").read_text()
 
 
+@pytest.mark.slow
 def test_label_smoothing_and_weight_averaging_train_and_end_with_the_average(tmp_path, monkeypatch):
     import keras
 
