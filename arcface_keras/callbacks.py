@@ -9,6 +9,7 @@ and logged once: each file is replaced atomically, and the history and the
 timings drop whatever a resumed run trains again.
 """
 
+import contextlib
 import csv
 import io
 import json
@@ -147,9 +148,11 @@ class EpochBackup(keras.callbacks.Callback):
         `model`, optimizer state included; return the epoch to resume from."""
         if latest is None:
             return 0
-        if model.optimizer is not None and not model.optimizer.built:
-            model.optimizer.build(model.trainable_variables)
-        model.load_weights(latest[1])
+        strategy = getattr(model, "distribute_strategy", None)  # the optimizer's slots are made in its scope
+        with strategy.scope() if strategy is not None else contextlib.nullcontext():
+            if model.optimizer is not None and not model.optimizer.built:
+                model.optimizer.build(model.trainable_variables)
+            model.load_weights(latest[1])
         return latest[0]
 
     def on_epoch_end(self, epoch, logs=None):
