@@ -78,9 +78,12 @@ def _test_images(config, count):
     return (images if isinstance(images, np.ndarray) else images.load()).astype("float32")
 
 
-def export_identify_and_check(run_folder, gallery_path, top_k=5, threshold=None, far=None, output=None, images=256):
-    """`export.export_identify` with a gallery file, checked against the
-    commands' search on the run's first test images; returns the report.
+def export_identify_and_check(run_folder, gallery_path, top_k=5, threshold=None, far=None, output=None, images=256,
+                              format="saved_model"):
+    """`export.export_identify` with a gallery file (and with ``format="litert"``
+    `export.export_identify_litert` of it, ``<run>/litert/identify.tflite``),
+    checked against the commands' search on the run's first test images;
+    returns the report.
 
     The threshold of ``unknown`` is `threshold`, the run's calibrated one at
     `far`, or by default the run's EER threshold.
@@ -105,14 +108,36 @@ def export_identify_and_check(run_folder, gallery_path, top_k=5, threshold=None,
 
     with open(os.path.join(run_folder, "metrics.json")) as file:
         test = _test_images(json.load(file)["config"], images)
-    identify = tf.saved_model.load(path).signatures["identify"]
-    outputs = identify(images=tf.constant(test))
     indices, scores = gallery_lib.search(gallery.centers, model.embed(test.astype("uint8")), top_k)
     expected = gallery_lib.decide(gallery.class_names, indices, scores, accept)
-    labels = [_text(v) for v in outputs["label"].numpy()]
-    top = [[_text(v) for v in row] for row in outputs["class_name"].numpy()]
+    if format == "litert":
+        path = export.export_identify_litert(path, gallery.class_names, os.path.join(run_folder, "litert", "identify.tflite"))
+        outputs = _litert_identify(path, test)
+        names = np.array(gallery.class_names, dtype=object)
+        top = [[str(v) for v in row] for row in names[outputs["class_id"]]]
+        labels = ["unknown" if unknown else row[0] for unknown, row in zip(outputs["unknown"], top)]
+        score = outputs["score"]
+    else:
+        outputs = tf.saved_model.load(path).signatures["identify"](images=tf.constant(test))
+        labels = [_text(v) for v in outputs["label"].numpy()]
+        top = [[_text(v) for v in row] for row in outputs["class_name"].numpy()]
+        score = outputs["score"].numpy()
     return {"path": path, "images": int(len(test)), "classes": len(gallery.class_names), "threshold": accept,
             "label_agreement": float(np.mean([a == b for a, b in zip(labels, expected)])),
             "top_k_agreement": float(np.mean([row == [gallery.class_names[i] for i in ids]
                                               for row, ids in zip(top, indices)])),
-            "score_max_abs_difference": float(np.abs(outputs["score"].numpy() - scores).max())}
+            "score_max_abs_difference": float(np.abs(score - scores).max())}
+
+
+def _litert_identify(path, images):
+    """The ``identify_ids`` outputs of a LiteRT model over `images`, one image at a time."""
+    import warnings
+
+    import tensorflow as tf
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        interpreter = tf.lite.Interpreter(model_path=path)
+    runner = interpreter.get_signature_runner("identify_ids")
+    outputs = [runner(images=image[None].astype("float32")) for image in images]
+    return {key: np.concatenate([o[key] for o in outputs]) for key in outputs[0]}

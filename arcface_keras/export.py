@@ -237,9 +237,11 @@ def export_identify(run_folder, gallery, accept, output=None, top_k=5):
     ``identify`` takes raw float32 images (B, H, W, C) as ``serving_default``
     does and returns ``class_name`` (B, k) and ``score`` (B, k), the top-k
     enrolled classes by cosine, best first; ``label`` (B,), the best class or
-    ``unknown`` below `accept`; and ``unknown`` (B,). The other signatures
-    are the run's, unchanged. So TensorFlow Serving identifies with no
-    arcface_keras code.
+    ``unknown`` below `accept`; and ``unknown`` (B,). ``identify_ids`` is the
+    same with ``class_id`` (B, k), indices into the gallery's class names,
+    instead of names (what LiteRT takes, `export_identify_litert`). The other
+    signatures are the run's, unchanged. So TensorFlow Serving identifies
+    with no arcface_keras code.
 
     Args:
         run_folder: a finished run folder.
@@ -261,19 +263,23 @@ def export_identify(run_folder, gallery, accept, output=None, top_k=5):
     threshold = tf.constant(-np.inf if accept is None else float(accept), tf.float32)
 
     @tf.function(input_signature=[tf.TensorSpec(spec.shape, tf.float32, name="images")])
-    def identify(images):
+    def identify_ids(images):
         embeddings = serve(images=images)["embedding"]
         scores, indices = tf.math.top_k(tf.matmul(embeddings, centers, transpose_b=True), k=k)
-        unknown = scores[:, 0] < threshold
-        best = tf.gather(names, indices[:, 0])
-        return {"class_name": tf.gather(names, indices), "score": scores, "unknown": unknown,
-                "label": tf.where(unknown, tf.constant("unknown"), best)}
+        return {"class_id": indices, "score": scores, "unknown": scores[:, 0] < threshold}
+
+    @tf.function(input_signature=[tf.TensorSpec(spec.shape, tf.float32, name="images")])
+    def identify(images):
+        found = identify_ids(images)
+        best = tf.gather(names, found["class_id"][:, 0])
+        return {"class_name": tf.gather(names, found["class_id"]), "score": found["score"], "unknown": found["unknown"],
+                "label": tf.where(found["unknown"], tf.constant("unknown"), best)}
 
     module = tf.Module()
-    module.model, module.centers_table = loaded, (names, centers)
-    module.identify = identify
+    module.model = loaded
+    module.identify, module.identify_ids = identify, identify_ids
     signatures = {name: function for name, function in loaded.signatures.items()}
-    signatures["identify"] = identify
+    signatures.update(identify=identify, identify_ids=identify_ids)
     path = os.path.abspath(output or os.path.join(run_folder, "saved_model_identify"))
     os.makedirs(os.path.dirname(path), exist_ok=True)
     staging = tempfile.mkdtemp(dir=os.path.dirname(path), prefix=".export-")
@@ -286,3 +292,20 @@ def export_identify(run_folder, gallery, accept, output=None, top_k=5):
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return path
+
+
+def export_identify_litert(identify_saved_model, class_names, output):
+    """The ``identify_ids`` signature of `export_identify`'s SavedModel as a LiteRT
+    model at `output` (``.tflite``), with the class names one per line beside it
+    (``<output>.names.txt``): LiteRT returns class ids, not strings."""
+    import warnings
+
+    from arcface_keras.io import write_bytes_atomic, write_text_atomic
+
+    converter = tf.lite.TFLiteConverter.from_saved_model(identify_saved_model, signature_keys=["identify_ids"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        flat = converter.convert()
+    write_bytes_atomic(output, flat)
+    write_text_atomic(output + ".names.txt", "".join(f"{name}\n" for name in class_names))
+    return output

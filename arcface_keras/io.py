@@ -39,3 +39,9 @@ def current_umask():
 def write_json_atomic(path, data):
     """Write `data` as indented JSON to `path` atomically."""
     write_text_atomic(path, json.dumps(data, indent=2, sort_keys=False) + "\n")
+
+
+def write_record(prefix, summary, text):
+    """A measurement's record: `summary` as ``<prefix>.json`` and `text` as ``<prefix>.md``, each atomically."""
+    write_json_atomic(os.fspath(prefix) + ".json", summary)
+    write_text_atomic(os.fspath(prefix) + ".md", text)

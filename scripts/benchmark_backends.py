@@ -84,11 +84,9 @@ def main(argv=None):
         f"per run (`python scripts/benchmark_backends.py --rounds {args.rounds} --warmup {args.warmup} "
         f"--steps {args.steps} --batch-size {args.batch_size}`).", "",
         "| backend | best images/s | ratio to TensorFlow | every round |", "| --- | --- | --- | --- |", *rows, ""])
-    from arcface_keras.io import write_json_atomic, write_text_atomic
+    from arcface_keras.io import write_record
 
-    os.makedirs(os.path.dirname(args.output), exist_ok=True)
-    write_json_atomic(args.output + ".json", summary)
-    write_text_atomic(args.output + ".md", text)
+    write_record(args.output, summary, text)
     print(text)
     return 0
 

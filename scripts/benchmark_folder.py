@@ -114,11 +114,9 @@ def main(argv=None):
         "Largest class's share of a training batch of 100 (one epoch's mean; 0.10 is an even mix of the 10 "
         f"classes): no cache {mix['none']:.3f}, --cache memory {mix['memory']:.3f}, --cache FILE {mix['file']:.3f}.",
         ""])
-    os.makedirs(os.path.dirname(args.output), exist_ok=True)
-    from arcface_keras.io import write_json_atomic, write_text_atomic
+    from arcface_keras.io import write_record
 
-    write_json_atomic(args.output + ".json", summary)
-    write_text_atomic(args.output + ".md", text)
+    write_record(args.output, summary, text)
     print(text)
     return 0
 

@@ -140,10 +140,9 @@ def main(argv=None):
         f"round of each mode (`python scripts/benchmark_service.py RUN --classes {args.classes} --clients "
         f"{args.clients} --requests {args.requests} --rounds {args.rounds}`).", "",
         "| mode | requests/s | p50 ms | p99 ms | requests/s, every round |", "| --- | --- | --- | --- | --- |", *rows, ""])
-    from arcface_keras.io import write_json_atomic, write_text_atomic
+    from arcface_keras.io import write_record
 
-    write_json_atomic(args.output + ".json", summary)
-    write_text_atomic(args.output + ".md", text)
+    write_record(args.output, summary, text)
     print(text)
     return 0
 

@@ -191,3 +191,20 @@ def test_the_gallery_inside_the_saved_model_identifies_as_the_command_does(finis
     assert [top[1] for top in out["top"]] == [row["label_2"] for row in rows]
     assert all(top[0] == row["label"] for top, row in zip(out["top"], rows) if row["label"] != "unknown")
     np.testing.assert_allclose(out["score"], [float(row["score"]) for row in rows], atol=1e-5)
+
+
+@pytest.mark.slow
+def test_the_gallery_inside_a_litert_model_identifies_as_the_command_does(finished_run, tmp_path):
+    import shutil
+
+    from arcface_keras import deploy
+
+    run = tmp_path / "run"
+    shutil.copytree(finished_run, run)
+    known = _images(tmp_path / "known", [0, 1, 2])
+    assert load_script("enrol").main([str(run), "--data", str(known), "--output", str(tmp_path / "g.db")]) == 0
+    report = deploy.export_identify_and_check(str(run), str(tmp_path / "g.db"), top_k=2, threshold=0.5, images=40,
+                                              format="litert")
+    assert report["path"].endswith("identify.tflite") and os.path.isfile(report["path"] + ".names.txt")
+    assert report["label_agreement"] == 1.0 and report["top_k_agreement"] == 1.0, report
+    assert report["score_max_abs_difference"] < 1e-5, report

@@ -7,9 +7,10 @@ and CPU latency per image.
     python scripts/export.py saved_models/omniglot-arcface --format litert --quantize --embedding-only
     python scripts/export.py saved_models/omniglot-arcface --format saved_model --gallery gallery.db --far 1e-3
 
-With --gallery (and --format saved_model) the export is a SavedModel with an
-`identify` signature: images in; the top-k enrolled class names and scores and
-the label ("unknown" below the threshold) out.
+With --gallery the export is a SavedModel with an `identify` signature: images
+in; the top-k enrolled class names and scores and the label ("unknown" below
+the threshold) out. With --format litert also <run>/litert/identify.tflite
+(class ids, scores, unknown) and its class names beside it.
 """
 
 import os
@@ -42,10 +43,10 @@ def main(argv=None):
     if args.gallery is None and any(v is not None for v in (args.threshold, args.far, args.output)):
         parser.error("--threshold, --far and --output go with --gallery")
     if args.gallery is not None:
-        if args.format != "saved_model" or args.quantize or args.embedding_only:
-            parser.error("--gallery exports a SavedModel: use --format saved_model, without --quantize or --embedding-only")
+        if args.format == "onnx" or args.quantize or args.embedding_only:
+            parser.error("--gallery exports --format saved_model or litert, without --quantize or --embedding-only")
         report = cli.run_or_explain(export_identify_and_check, args.run_folder, args.gallery, args.top_k,
-                                    args.threshold, args.far, args.output, args.images)
+                                    args.threshold, args.far, args.output, args.images, args.format)
         print(", ".join(f"{k} {v:.6g}" if isinstance(v, float) else f"{k} {v}" for k, v in report.items()))
         return 0
     report = cli.run_or_explain(export_and_check, args.run_folder, args.format, args.quantize, args.embedding_only,
