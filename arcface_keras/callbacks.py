@@ -219,6 +219,39 @@ class EpochTimer(keras.callbacks.Callback):
         write_json_atomic(self.path, self.seconds)
 
 
+class TestEachEpoch(keras.callbacks.Callback):
+    """Test accuracy of the label-free model after every epoch, beside the
+    training seconds so far (`timer`, an `EpochTimer`), kept in `path` as
+    ``[{"epoch", "test_accuracy", "train_seconds"}, …]``: the time a recipe
+    needs to reach an accuracy.
+
+    Placed after `timer`, so its own time is not counted as training. It
+    scores the weights the model holds at the epoch's end: without
+    ``use_ema``'s average, which Keras swaps in when training ends (the
+    run's final test accuracy is of those). A resumed run drops the rows of
+    the epochs it trains again.
+    """
+
+    def __init__(self, inference_model, images, labels, batch_size, timer, path):
+        super().__init__()
+        self.inference_model, self.images, self.labels, self.batch_size = inference_model, images, labels, batch_size
+        self.timer, self.path = timer, path
+        self.rows = []
+        if os.path.exists(path):
+            with open(path) as file:
+                self.rows = json.load(file)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.rows = [row for row in self.rows if row["epoch"] < epoch + 1]
+
+    def on_epoch_end(self, epoch, logs=None):
+        probabilities = models.predict(self.inference_model, self.images, self.batch_size)["probabilities"]
+        accuracy = float((probabilities.argmax(axis=1) == self.labels).mean())
+        self.rows.append({"epoch": epoch + 1, "test_accuracy": accuracy,
+                          "train_seconds": float(sum(self.timer.seconds[:epoch + 1]))})
+        write_json_atomic(self.path, self.rows)
+
+
 class EpochCounter(keras.callbacks.Callback):
     """Holds the current epoch in `variable` (an integer ``tf.Variable``) for
     the input pipeline (the alternating flip, `data.make_dataset`). Set at

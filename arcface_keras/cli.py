@@ -93,6 +93,7 @@ def add_training_arguments(parser, exclude=(), **default_overrides):
         "imbalance_ratio": dict(type=float, help="cut the training split to a long tail with this largest/smallest class ratio"),
         "per_class_margins": "boolean:margins ∝ n_c^(-1/4) from the training class counts (arcface, cosface)",
         "evaluate_test": "boolean:evaluate on the test split and export (--no-evaluate-test: validation only)",
+        "test_each_epoch": "boolean:also score the test split after every epoch, untimed (test_each_epoch.json: minutes to an accuracy)",
         "validation_fraction": dict(type=float, help="share of the training split held out for validation"),
         "backbone_options": dict(type=_json_object, help='JSON, e.g. \'{"depth": 20, "width": 16}\''),
         "weights": dict(help="pretrained backbones: imagenet (default), none, or a .weights.h5 path"),

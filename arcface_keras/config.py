@@ -90,6 +90,7 @@ class TrainConfig:
     imbalance_ratio: float | None = None  # long-tailed training split (data.long_tail)
     per_class_margins: bool = False  # margins ∝ n_c^(-1/4) from class counts, max = margin
     evaluate_test: bool = True  # False: validation only (sweeps select on it)
+    test_each_epoch: bool = False  # also score the test split after every epoch (not timed as training): test_each_epoch.json
     validation_fraction: float = 0.1
     backbone_options: dict = dataclasses.field(default_factory=dict)
     weights: str | None = None  # pretrained backbones: imagenet (default), none, or a .weights.h5 path
@@ -159,6 +160,7 @@ class TrainConfig:
              "a number ≥ 1"),
             ("per_class_margins", isinstance(self.per_class_margins, bool), "True or False"),
             ("evaluate_test", isinstance(self.evaluate_test, bool), "True or False"),
+            ("test_each_epoch", isinstance(self.test_each_epoch, bool), "True or False"),
             ("validation_fraction", _number(self.validation_fraction, 0, 1, low_open=True, high_open=True),
              "in (0, 1)"),
             ("backbone_options", isinstance(self.backbone_options, dict), "a dict (JSON object)"),
@@ -190,6 +192,9 @@ class TrainConfig:
             raise UserInputError(f"--{name.replace('_', '-')} applies to pretrained backbones "
                                  f"({', '.join(PRETRAINED_BACKBONES)}); {self.backbone} trains from scratch. "
                                  f"Received: {name}={getattr(self, name)!r}")
+        if self.test_each_epoch and not self.evaluate_test:
+            raise UserInputError("--test-each-epoch scores the test split, which --no-evaluate-test leaves alone. "
+                                 "Received: test_each_epoch=True, evaluate_test=False")
         if self.per_class_margins and self.loss not in ("arcface", "cosface"):
             raise UserInputError(f"--per-class-margins needs loss arcface or cosface. Received: loss={self.loss!r}")
         if self.sample_rate < 1 and self.loss not in ("arcface", "cosface", "sphereface"):
@@ -227,7 +232,7 @@ def _number(value, low, high, low_open=False, high_open=False):
 
 
 # Fields that never change a run's results.
-RESULT_FREE_FIELDS = ("verbose", "output", "overwrite", "deterministic")
+RESULT_FREE_FIELDS = ("verbose", "output", "overwrite", "deterministic", "test_each_epoch")
 # Fields a loss never reads: a change in them must not retrain a finished run.
 _MARGIN_HEAD_FIELDS = ("scale", "sub_centers", "fixed_centers", "easy_margin", "margin_warmup_epochs", "per_class_margins",
                        "sample_rate")

@@ -1,10 +1,16 @@
-"""Backbone + head → a training model and a label-free inference model.
+"""Backbone + head → the model a run trains, and its label-free inference model.
 
-The training model of a margin head takes ``(images, labels)`` and returns
-margin logits; the softmax baseline takes images alone. The inference model
-takes raw images (0–255) and returns ``embedding`` (unit norm) and
-``probabilities``; both share every weight. Normalisation by the data set's
-mean and std is the first layer, so exported models take raw pixels.
+A margin head's run trains an `ArcFaceClassifier` (labels reach the head in
+its `compute_loss`, so it fits plain ``(images, labels)``); the triplet run
+is the same task with a frozen cosine head, and fits its `embedder`; the
+softmax baseline is a plain functional classifier. Each starts from raw
+images (0–255): normalisation by the data set's mean and std is the first
+layer (``normalize``), then the feature extractor (``backbone``, which ends
+in the embedding). The inference model takes raw images and returns
+``embedding`` (unit norm) and ``probabilities``, sharing every weight.
+
+Run folders made before the task existed hold a two-input functional model
+(``[images, labels]``); `parts` and everything built on it read both.
 """
 
 import keras
@@ -13,6 +19,7 @@ from keras import layers
 
 from arcface_keras import backbones
 from arcface_keras.layers import AngularMarginLayer, ArcMarginLayer, CosMarginLayer, SphereMarginLayer
+from arcface_keras.tasks import ArcFaceClassifier
 
 MARGIN_HEADS = {"arcface": ArcMarginLayer, "cosface": CosMarginLayer, "sphereface": SphereMarginLayer}
 from arcface_keras.config import LOSSES  # noqa: E402  (names live in the Keras-free config)
@@ -44,6 +51,10 @@ def build_models(
     seed=None,
 ):
     """Build ``(train_model, inference_model)`` sharing one set of weights.
+
+    The training model is an `ArcFaceClassifier` for the margin heads and
+    the triplet loss (its backbone is the ``encoder``: ``normalize``, then
+    ``backbone``), a functional classifier for softmax.
 
     Args:
         num_classes: number of classes.
@@ -90,20 +101,36 @@ def build_models(
     if loss == "softmax":
         head = layers.Dense(num_classes, dtype="float32", name="head")
         train_model = keras.Model(images, head(embeddings), name="softmax")
-    elif loss == "triplet":
-        head = AngularMarginLayer(num_classes, scale=16.0 if scale is None else scale, m2=0.0, name="head", trainable=False)
-        labels = keras.Input((), dtype="int32", name="label")
-        train_model = keras.Model([images, labels], head([embeddings, labels]), name="triplet")
     else:
-        margin = RECIPE_MARGINS[loss] if margin is None else margin
-        options = {"margin": margin} if scale is None else {"margin": margin, "scale": scale}
-        if sample_rate < 1:
-            options.update(sample_rate=sample_rate, seed=seed)
-        head = MARGIN_HEADS[loss](num_classes, sub_centers=sub_centers, fixed_centers=fixed_centers,
-                                  easy_margin=easy_margin, name="head", **options)
-        labels = keras.Input((), dtype="int32", name="label")
-        train_model = keras.Model([images, labels], head([embeddings, labels]), name=loss)
+        if loss == "triplet":
+            head = AngularMarginLayer(num_classes, scale=16.0 if scale is None else scale, m2=0.0, name="head",
+                                      trainable=False)
+        else:
+            margin = RECIPE_MARGINS[loss] if margin is None else margin
+            options = {"margin": margin} if scale is None else {"margin": margin, "scale": scale}
+            if sample_rate < 1:
+                options.update(sample_rate=sample_rate, seed=seed)
+            head = MARGIN_HEADS[loss](num_classes, sub_centers=sub_centers, fixed_centers=fixed_centers,
+                                      easy_margin=easy_margin, name="head", **options)
+        encoder = keras.Model(images, embeddings, name="encoder")
+        train_model = ArcFaceClassifier(encoder, num_classes, head=head, embedding_dim=None, name=loss)
     return train_model, inference_model(train_model, flip_test=flip_test, translate_test=translate_test)
+
+
+def parts(model):
+    """``(normalize, backbone, head)`` of a model from `build_models`: the
+    normalisation layer, the feature extractor (images → embedding, before
+    unit norm) and the head. Reads the two-input functional models of run
+    folders made before `ArcFaceClassifier` as well."""
+    if isinstance(model, ArcFaceClassifier):
+        return model.backbone.get_layer("normalize"), model.backbone.get_layer("backbone"), model.head
+    return model.get_layer("normalize"), model.get_layer("backbone"), model.get_layer("head")
+
+
+def _image_input(model):
+    """A new image input of `model`'s image shape and dtype."""
+    source = (model.backbone if isinstance(model, ArcFaceClassifier) else model).inputs[0]
+    return keras.Input(batch_shape=source.shape, dtype=source.dtype, name="image")
 
 
 @keras.saving.register_keras_serializable(package="arcface_keras")
@@ -147,8 +174,8 @@ def inference_model(train_model, flip_test=False, translate_test=False):
             ½ unshifted + ¼ each shift (each with its mirror under
             `flip_test`). Costs 3× the passes. Defaults to `False`.
     """
-    images = train_model.inputs[0]
-    normalize, backbone = train_model.get_layer("normalize"), train_model.get_layer("backbone")
+    images = _image_input(train_model)
+    normalize, backbone, head = parts(train_model)
 
     def views(pixels, name):
         embedding = backbone(normalize(pixels))
@@ -163,7 +190,7 @@ def inference_model(train_model, flip_test=False, translate_test=False):
                    for offset, sign in ((-1, "_up"), (1, "_down"))]
         shifted = layers.Average(name="translate_average")(shifted)
         embeddings = layers.Average(name="tta_average")([embeddings, shifted])
-    logits = train_model.get_layer("head")(embeddings)
+    logits = head(embeddings)
     outputs = {
         "embedding": layers.UnitNormalization(dtype="float32", name="embedding")(embeddings),
         "probabilities": layers.Softmax(dtype="float32", name="probabilities")(logits),
@@ -179,14 +206,14 @@ def adapt_whitening(train_model, images, count=5000):
     """
     from arcface_keras.whitening import PatchWhitening
 
-    backbone = train_model.get_layer("backbone")
+    normalize, backbone, _ = parts(train_model)
     whitening = [layer for layer in backbone.layers if isinstance(layer, PatchWhitening)]
     if not whitening:
         return False
     from arcface_keras.data import image_batches  # arrays and image folders (`ImageFiles`) alike
 
     pixels = np.concatenate([np.asarray(batch) for batch in image_batches(images[:count], batch_size=500)])
-    normalized = keras.ops.convert_to_numpy(train_model.get_layer("normalize")(pixels))
+    normalized = keras.ops.convert_to_numpy(normalize(pixels))
     for layer in whitening:  # the first layer of the backbone: it sees the normalised images
         layer.adapt(normalized)
     return True
@@ -194,8 +221,9 @@ def adapt_whitening(train_model, images, count=5000):
 
 def embedding_model(train_model):
     """images → unit embedding: the model a triplet loss trains."""
-    images = train_model.inputs[0]
-    embeddings = train_model.get_layer("backbone")(train_model.get_layer("normalize")(images))
+    images = _image_input(train_model)
+    normalize, backbone, _ = parts(train_model)
+    embeddings = backbone(normalize(images))
     return keras.Model(images, layers.UnitNormalization(dtype="float32", name="embedding")(embeddings), name="embedding")
 
 
@@ -206,7 +234,7 @@ def set_class_centers(train_model, embeddings, labels):
     from sklearn.preprocessing import normalize
 
     unit = normalize(np.asarray(embeddings, dtype="float64"))
-    head = train_model.get_layer("head")
+    head = parts(train_model)[2]
     centers = np.stack([unit[labels == c].mean(axis=0) if np.any(labels == c) else np.zeros(unit.shape[1])
                         for c in range(head.num_classes)], axis=1)
     head.kernel.assign(centers.astype("float32"))
@@ -225,11 +253,6 @@ def predict(model, images, batch_size=100):
     return {k: np.asarray(v) for k, v in outputs.items()} if isinstance(outputs, dict) else np.asarray(outputs)
 
 
-def uses_labels(train_model):
-    """Whether the training model reads labels (margin heads do)."""
-    return len(train_model.inputs) == 2
-
-
 def class_centers(train_model):
     """The class centers (D, C·K) of a margin head, or the Dense kernel."""
-    return keras.ops.convert_to_numpy(train_model.get_layer("head").kernel)
+    return keras.ops.convert_to_numpy(parts(train_model)[2].kernel)

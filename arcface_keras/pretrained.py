@@ -150,7 +150,9 @@ def from_model(model, input_shape, embedding_dim=128, bn_momentum=0.9):
 
 def pretrained_variables(model):
     """The variables of the application inside a backbone built by `backbone`."""
-    backbone_model = model.get_layer("backbone")
+    from arcface_keras.models import parts
+
+    backbone_model = parts(model)[1]
     inner = [layer for layer in backbone_model.layers if isinstance(layer, keras.Model)]
     return [v for layer in inner for v in layer.variables]
 

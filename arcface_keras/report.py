@@ -42,7 +42,7 @@ def evaluate_run(folder, train_model, splits, batch_size=100, extra=None, infere
     """
     inference = inference or models.inference_model(train_model)
     outputs = models.predict(inference, splits.x_test, batch_size)
-    head = train_model.get_layer("head")
+    head = models.parts(train_model)[2]
     sub_centers = getattr(head, "sub_centers", 1)
     centers = models.class_centers(train_model)
     metrics, arrays = evaluation.full_evaluation(
@@ -147,7 +147,7 @@ def evaluate_folder(folder, flip_test=False, translate_test=False):
                            image_size=config.get("image_size"), color_mode=config.get("color_mode", "auto"),
                            classes=config.get("classes"))
     try:
-        train_model = keras.models.load_model(model_path)
+        train_model = keras.models.load_model(model_path, compile=False)
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as error:  # what a file that is not a model raises
         raise RunFolderError(f"{model_path!r} is not a readable Keras model ({type(error).__name__}: {error}).") from None
     keep = {k: previous[k] for k in ("dataset", "loss", "epochs", "train_seconds", "seconds_per_epoch", "train_images",

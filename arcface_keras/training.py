@@ -45,11 +45,12 @@ from arcface_keras.callbacks import (
     HistoryLog,
     InferenceValidation,
     Lookahead,
+    TestEachEpoch,
 )
 from arcface_keras.errors import ArgumentError, TrainingDiverged, UserInputError
 from arcface_keras.io import write_json_atomic
 from arcface_keras.layers import MarginScheduler, all_layers, linear_ramp, margins_from_class_counts
-from arcface_keras.losses import PartialFCCrossentropy, SmoothedSparseCrossentropy, TripletLoss, partial_fc_accuracy
+from arcface_keras.losses import PartialFCCrossentropy, SmoothedSparseCrossentropy, TripletLoss
 from arcface_keras.optimizers import SGD, PartialSGD, TriangleSchedule
 
 def train(config):
@@ -110,7 +111,7 @@ def _train(config, worker):
 
 def _saved_models(config, folder):
     """The run's ``model.keras`` and its inference model, built outside any strategy."""
-    train_model = keras.models.load_model(os.path.join(folder, run_folder.MODEL))
+    train_model = keras.models.load_model(os.path.join(folder, run_folder.MODEL), compile=False)
     return train_model, models.inference_model(train_model, flip_test=config.flip_test,
                                                 translate_test=config.translate_test)
 
@@ -204,9 +205,12 @@ def _fit(config, folder, splits, plan, train_model, inference, worker=None):
         folder = worker.folder(folder)
     timer = EpochTimer(os.path.join(folder, "epoch_seconds.json"))
     validation = InferenceValidation(inference, splits.x_val, splits.y_val, config.batch_size)
+    test_each_epoch = (TestEachEpoch(inference, splits.x_test, splits.y_test, config.batch_size, timer,
+                                     os.path.join(folder, "test_each_epoch.json"))
+                       if config.test_each_epoch and config.evaluate_test else None)
     guard = DivergenceGuard(train_model)
     if pretrained.is_pretrained(config.backbone):
-        gradient = train_model.get_layer("backbone").get_layer(pretrained.GRADIENT_LAYER)
+        gradient = models.parts(train_model)[1].get_layer(pretrained.GRADIENT_LAYER)
         plan.callbacks_first.append(
             pretrained.BackboneSchedule(gradient, config.freeze_backbone_epochs, config.backbone_lr_factor))
     callbacks = [
@@ -219,6 +223,7 @@ def _fit(config, folder, splits, plan, train_model, inference, worker=None):
         *plan.callbacks_last,
         *([Lookahead(config.ema_momentum, config.lookahead_steps, config.epochs * plan.steps_per_epoch)]
           if config.lookahead_steps else []),
+        *([test_each_epoch] if test_each_epoch else []),
         # last: saves what the others logged
         EpochBackup(os.path.join(folder, run_folder.BACKUP), guard),
     ]
@@ -244,6 +249,7 @@ def _fit(config, folder, splits, plan, train_model, inference, worker=None):
         "images_per_second": float(len(splits.y_train) / np.median(seconds)) if seconds else None,
         "precision_policy": keras.mixed_precision.dtype_policy().name,
         "val_accuracy": validation.accuracy(),
+        **({"test_each_epoch": test_each_epoch.rows} if test_each_epoch else {}),
         "train_class_counts": np.bincount(splits.y_train, minlength=splits.num_classes).tolist(),
         "class_names": list(splits.class_names),
         "data": {**splits.details, "image_shape": list(splits.image_shape), "train": int(len(splits.y_train)),
@@ -309,11 +315,10 @@ def _fit_plan(config, splits, train_model, worker=None):
             callbacks_first=[ClassCenters(train_model, embedding, splits.x_train, splits.y_train, config.batch_size)],
             callbacks_last=[],
         )
-    labels_as_input = models.uses_labels(train_model)
-    ramp = labels_as_input and config.margin_warmup_epochs > 0
-    if config.sample_rate < 1:  # partial logits, the target first
+    ramp = config.loss != "softmax" and config.margin_warmup_epochs > 0
+    if config.sample_rate < 1:  # partial logits, the target first; no step scores every class (validation does)
         loss = PartialFCCrossentropy(config.label_smoothing)
-        metrics = [keras.metrics.MeanMetricWrapper(partial_fc_accuracy, name="accuracy")]
+        metrics = None
     else:
         loss = (SmoothedSparseCrossentropy(config.label_smoothing) if config.label_smoothing else
                 keras.losses.SparseCategoricalCrossentropy(from_logits=True))
@@ -325,7 +330,7 @@ def _fit_plan(config, splits, train_model, worker=None):
 
     def make(images, labels, batch_size, cache=config.cache, drop_remainder=False):
         return data_lib.make_dataset(images, labels, batch_size, training=True, augment=augment, seed=config.seed,
-                                     labels_as_input=labels_as_input, cache=cache, drop_remainder=drop_remainder,
+                                     cache=cache, drop_remainder=drop_remainder,
                                      pad_mode=config.pad_mode, flip_epoch=epoch)
 
     if worker is None:

@@ -64,7 +64,7 @@ def class_mix(folder, cache, batch_size=100, seed=0):
 
     splits = data.load(data=folder, seed=seed)
     dataset = data.make_dataset(splits.x_train, splits.y_train, batch_size, training=True, seed=seed,
-                                labels_as_input=False, cache=cache)
+                                cache=cache)
     shares = [np.bincount(labels.numpy(), minlength=splits.num_classes).max() / len(labels) for _, labels in dataset]
     return float(np.mean(shares))
 

@@ -66,7 +66,7 @@ def build_step(setting, backbone, image_shape, batch_size, num_classes=10, model
     labels = rng.integers(0, num_classes, size=batch_size).astype("int32")
 
     def step():
-        return train_model.train_on_batch([images, labels], labels)
+        return train_model.train_on_batch(images, labels)
 
     return step
 
@@ -118,7 +118,7 @@ def pipeline_report(args, argv):
     train_model.compile(optimizer=keras.optimizers.SGD(0.01, momentum=0.9),
                         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     full = data_lib.make_dataset(splits.x_train, splits.y_train, args.batch_size, training=True,
-                                 augment=args.augment, labels_as_input=True).repeat()
+                                 augment=args.augment).repeat()
     one_batch = next(iter(full))
     sources = {"step alone (one batch in memory)": lambda: one_batch, "full pipeline": _batches(full)}
     if args.augment:  # the same augmentation one image at a time, as the pipeline did before
@@ -127,7 +127,7 @@ def pipeline_report(args, argv):
                      .shuffle(len(splits.y_train), seed=0).repeat()
                      .map(lambda image, label: (transform(image), label), num_parallel_calls=tf.data.AUTOTUNE)
                      .batch(args.batch_size)
-                     .map(lambda image, label: ((tf.cast(image, tf.float32), label), label),
+                     .map(lambda image, label: (tf.cast(image, tf.float32), label),
                           num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE))
         sources["full pipeline, augmenting image by image"] = _batches(per_image)
     # One iterator per source for the whole run (`fit` would start a new one, and refill the

@@ -350,3 +350,17 @@ def test_train_without_test_evaluation_finishes_with_a_summary(synthetic, tmp_pa
     metrics = json.loads((folder / "metrics.json").read_text())
     out = capsys.readouterr().out
     assert "test accuracy" not in out and f"validation accuracy {metrics['val_accuracy']:.4f}" in out
+
+
+def test_the_commands_say_in_one_line_when_tensorflow_is_not_their_backend(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "KERAS_BACKEND"}
+    jax = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "evaluate.py"), str(tmp_path)],
+                         capture_output=True, text=True, timeout=120, cwd=ROOT, env={**env, "KERAS_BACKEND": "jax"})
+    assert jax.returncode == 2 and len(jax.stderr.splitlines()) == 1, jax.stderr
+    assert "KERAS_BACKEND is 'jax'" in jax.stderr
+    missing = subprocess.run([sys.executable, "-c", "import sys; sys.modules['tensorflow'] = None; "
+                              "from arcface_keras.commands import main; main(['evaluate', 'x'])"],
+                             capture_output=True, text=True, timeout=120, cwd=ROOT, env={**env, "KERAS_BACKEND": "jax"})
+    assert missing.returncode == 2 and missing.stderr.splitlines() == [
+        "arcface-keras: the toolkit's commands need TensorFlow (tf.data, SavedModel, tf.distribute): pip install "
+        "tensorflow. The library (ArcFaceClassifier, the layers, the losses) runs on JAX and PyTorch without it."]

@@ -151,7 +151,7 @@ def test_normalization_layer_applies_statistics(rng):
     mean, std = data.KNOWN_STATISTICS["cifar10"]
     train_model, _ = models.build_models(10, (32, 32, 3), mean, std, loss="softmax", embedding_dim=8, backbone_options={"widths": (4,)})
     images = rng.integers(0, 256, size=(2, 32, 32, 3)).astype("float32")
-    normalized = train_model.get_layer("normalize")(images).numpy()
+    normalized = models.parts(train_model)[0](images).numpy()
     np.testing.assert_allclose(normalized, (images / 255.0 - np.array(mean)) / np.array(std), rtol=1e-4, atol=1e-4)
 
 
@@ -179,20 +179,20 @@ def test_pipeline_batches_and_shuffles(rng):
     images = rng.integers(0, 256, size=(250, 8, 8, 1), dtype=np.uint8)
     labels = np.arange(250) % 5
     dataset = data.make_dataset(images, labels, batch_size=100, training=True, seed=0)
-    epochs = [[(x.numpy(), y.numpy(), target.numpy()) for (x, y), target in dataset] for _ in range(2)]
+    epochs = [[(x.numpy(), y.numpy()) for x, y in dataset] for _ in range(2)]
     assert [len(b[1]) for b in epochs[0]] == [100, 100, 50]
     assert epochs[0][0][0].dtype == np.float32 and epochs[0][0][0].max() > 1.0  # raw 0–255
     assert not np.array_equal(epochs[0][0][1], epochs[1][0][1])  # reshuffled each epoch
     seen = np.sort(np.concatenate([b[1] for b in epochs[0]]))
     np.testing.assert_array_equal(seen, np.sort(labels))
-    test = data.make_dataset(images, labels, batch_size=100, labels_as_input=False)
+    test = data.make_dataset(images, labels, batch_size=100)
     np.testing.assert_array_equal(next(iter(test))[0].numpy(), images[:100].astype("float32"))
 
 
 def test_augmentation_is_padded_crop_and_flip(rng):
     images = rng.integers(1, 256, size=(64, 32, 32, 3), dtype=np.uint8)
     labels = np.arange(64)
-    dataset = data.make_dataset(images, labels, batch_size=64, training=True, augment="crop-flip", seed=0, labels_as_input=False)
+    dataset = data.make_dataset(images, labels, batch_size=64, training=True, augment="crop-flip", seed=0)
     batch, order = next(iter(dataset))
     flips = 0
     for augmented, index in zip(batch.numpy(), order.numpy()):
@@ -237,8 +237,7 @@ def test_long_tail_cut_has_the_requested_counts(ratio, rng):
 
 def test_shift_flip_augmentation_shifts_by_two_pixels_and_mirrors_about_half(rng):
     images = rng.integers(1, 256, size=(200, 12, 12, 3), dtype=np.uint8)
-    dataset = data.make_dataset(images, np.arange(200), batch_size=200, training=True, augment="shift-flip", seed=0,
-                                labels_as_input=False)
+    dataset = data.make_dataset(images, np.arange(200), batch_size=200, training=True, augment="shift-flip", seed=0)
     batch, order = next(iter(dataset))
     mirrored = 0
     for augmented, index in zip(batch.numpy(), order.numpy()):
@@ -253,7 +252,7 @@ def test_shift_flip_augmentation_shifts_by_two_pixels_and_mirrors_about_half(rng
 
 def test_shift_augmentation_moves_without_flipping(rng):
     images = rng.integers(1, 256, size=(64, 28, 28, 1), dtype=np.uint8)
-    dataset = data.make_dataset(images, np.arange(64), batch_size=64, training=True, augment="shift", seed=0, labels_as_input=False)
+    dataset = data.make_dataset(images, np.arange(64), batch_size=64, training=True, augment="shift", seed=0)
     batch, order = next(iter(dataset))
     offsets = set()
     for augmented, index in zip(batch.numpy(), order.numpy()):
@@ -314,7 +313,7 @@ def test_batch_crop_flip_gives_each_image_its_own_offset_and_flip(rng):
 def test_crop_flip_cutout_pipeline_masks_each_augmented_image(rng):
     images = rng.integers(1, 256, size=(64, 32, 32, 3), dtype=np.uint8)
     dataset = data.make_dataset(images, np.arange(64), batch_size=64, training=True, augment="crop-flip-cutout",
-                                seed=0, labels_as_input=False)
+                                seed=0)
     batch, order = next(iter(dataset))
     for augmented, index in zip(batch.numpy(), order.numpy()):
         padded = np.pad(images[index].astype("float32"), ((4, 4), (4, 4), (0, 0)))
@@ -335,7 +334,7 @@ def _flip_and_offset(augmented, image, padding, mode):
 def test_reflect_padding_fills_the_border_with_the_mirrored_image(rng):
     images = rng.integers(1, 256, size=(100, 12, 12, 3), dtype=np.uint8)
     dataset = data.make_dataset(images, np.arange(100), batch_size=100, training=True, augment="shift-flip", seed=0,
-                                labels_as_input=False, pad_mode="reflect")
+                                pad_mode="reflect")
     batch, order = next(iter(dataset))
     assert not np.any(batch.numpy() == 0)  # no zero border: the images have no zero pixel
     shifted = 0
@@ -354,7 +353,7 @@ def test_alternating_flip_mirrors_each_image_in_every_other_epoch(rng):
     images = rng.integers(1, 256, size=(64, 12, 12, 3), dtype=np.uint8)
     epoch = tf.Variable(0, dtype=tf.int64)
     dataset = data.make_dataset(images, np.arange(64), batch_size=16, training=True, augment="crop-flip", seed=0,
-                                labels_as_input=False, flip_epoch=epoch)
+                                flip_epoch=epoch)
     seen = {}
     for value in (0, 1, 2):
         epoch.assign(value)
@@ -382,7 +381,7 @@ def test_epoch_counter_sets_the_epoch_before_the_epochs_batches_are_drawn():
     images[:, :, 4:] = 255  # dark left half, bright right half: mirrored images start bright
     epoch = tf.Variable(0, dtype=tf.int64)
     dataset = data.make_dataset(images, np.zeros(5), batch_size=5, training=True, augment="shift-flip",
-                                labels_as_input=False, pad_mode="reflect", flip_epoch=epoch)
+                                pad_mode="reflect", flip_epoch=epoch)
     inputs = keras.Input((8, 8, 1))
     model = Mirrored(inputs, keras.layers.Dense(1)(keras.layers.Flatten()(inputs)))
     model.compile()

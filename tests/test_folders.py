@@ -11,7 +11,7 @@ import pytest
 from conftest import TINY
 from PIL import Image
 
-from arcface_keras import data
+from arcface_keras import data, models
 from arcface_keras.data import folders
 from arcface_keras.errors import DataError
 from arcface_keras.training import TrainConfig, train
@@ -47,7 +47,7 @@ def _folder(root, per_class=6, fmt="PNG", extension=".png"):
 
 
 def _decoded(images, labels):
-    batches = list(data.make_dataset(images, labels, batch_size=7, labels_as_input=False))
+    batches = list(data.make_dataset(images, labels, batch_size=7))
     return (np.concatenate([x.numpy() for x, _ in batches]).astype("uint8"),
             np.concatenate([y.numpy() for _, y in batches]))
 
@@ -157,7 +157,7 @@ def test_files_stream_with_augmentation_cache_and_balanced_batches(tmp_path):
     splits = data.load(data=str(tmp_path))
     for cache in (None, "memory", str(tmp_path / "cache")):
         dataset = data.make_dataset(splits.x_train, splits.y_train, batch_size=4, training=True, augment="shift",
-                                    cache=cache, labels_as_input=False)
+                                    cache=cache)
         for _ in range(2):  # two epochs: the second reads the cache
             labels = np.concatenate([y.numpy() for _, y in dataset])
             assert sorted(labels.tolist()) == sorted(splits.y_train.tolist())
@@ -179,7 +179,7 @@ def test_cached_files_are_shuffled_across_classes_every_epoch(tmp_path, monkeypa
             paths.append(str(path))
             labels.append(label)
     images = folders.ImageFiles(np.array(paths), (4, 4, 1))
-    dataset = data.make_dataset(images, np.array(labels), batch_size=40, training=True, labels_as_input=False,
+    dataset = data.make_dataset(images, np.array(labels), batch_size=40, training=True,
                                 cache=str(tmp_path / "cache") if cache == "file" else cache)
     epochs = [[y.numpy() for _, y in dataset] for _ in range(3)]
     for batches in epochs:
@@ -231,5 +231,5 @@ def test_patch_whitening_adapts_to_an_image_folder(tmp_path):
     assert metrics["data"]["source"] == "image folder"
     import keras
 
-    whiten = keras.models.load_model(tmp_path / "run" / "model.keras").get_layer("backbone").get_layer("whiten")
+    whiten = models.parts(keras.models.load_model(tmp_path / "run" / "model.keras"))[1].get_layer("whiten")
     assert np.abs(keras.ops.convert_to_numpy(whiten.kernel)).sum() > 0

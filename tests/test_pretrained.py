@@ -20,13 +20,13 @@ def _application_weights(train_model):
 def test_application_backbone_takes_raw_grayscale_pixels(name):
     train_model, inference = models.build_models(3, (32, 32, 1), (0.5,), (0.25,), backbone=name, weights="none",
                                                  embedding_dim=16)
-    backbone = train_model.get_layer("backbone")
+    backbone = models.parts(train_model)[1]
     kinds = [type(layer).__name__ for layer in backbone.layers]
     assert kinds[1] == "GrayscaleToRGB" and ("Rescaling" in kinds) == (name == "resnet50_v2")
     application = [layer for layer in backbone.layers if isinstance(layer, keras.Model)][0]
     norms = [layer for layer in application.layers if isinstance(layer, keras.layers.BatchNormalization)]
     assert all(layer.momentum == 0.9 and layer.trainable for layer in norms)  # from scratch: not the apps' 0.999
-    normalize = train_model.get_layer("normalize")
+    normalize = models.parts(train_model)[0]
     images = np.random.default_rng(0).uniform(0, 255, size=(2, 32, 32, 1)).astype("float32")
     np.testing.assert_allclose(np.array(normalize(images)), images, rtol=1e-6)  # raw pixels reach the backbone
     out = inference.predict(images, verbose=0)
@@ -41,7 +41,7 @@ def test_saved_weights_load_into_the_backbone(tmp_path):
                                          weights=path, embedding_dim=16)
     for loaded, saved in zip(_application_weights(train_model), [np.array(v) for v in source.variables]):
         np.testing.assert_array_equal(loaded, saved)
-    application = [layer for layer in train_model.get_layer("backbone").layers if isinstance(layer, keras.Model)][0]
+    application = [layer for layer in models.parts(train_model)[1].layers if isinstance(layer, keras.Model)][0]
     assert not any(layer.trainable for layer in application.layers
                    if isinstance(layer, keras.layers.BatchNormalization))  # pretrained: inference mode
     (tmp_path / "wrong.weights.h5").write_bytes(b"not h5")

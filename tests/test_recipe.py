@@ -76,7 +76,7 @@ def test_translate_test_weights_the_views_half_and_a_quarter_each(flip, rng):
                                          backbone_options={"widths": (4, 8)}, fixed_centers=False)
     images = rng.integers(0, 256, size=(3, 8, 8, 3)).astype("float32")
     out = models.inference_model(train_model, flip_test=flip, translate_test=True).predict(images, verbose=0)
-    backbone, normalize = train_model.get_layer("backbone"), train_model.get_layer("normalize")
+    normalize, backbone, _ = models.parts(train_model)
 
     def embed(x):
         raw = keras.ops.convert_to_numpy(backbone(normalize(x), training=False))
@@ -129,7 +129,7 @@ def test_recipe_run_trains_with_every_option_and_evaluates_with_tta(synthetic, t
     assert metrics["test_accuracy"] >= 0.9, metrics["test_accuracy"]
     stored = json.loads((folder / "config.json").read_text())
     assert stored["translate_test"] is True and stored["bn_bias_lr_factor"] == 8.0
-    whiten = keras.models.load_model(folder / "model.keras").get_layer("backbone").get_layer("whiten")
+    whiten = models.parts(keras.models.load_model(folder / "model.keras"))[1].get_layer("whiten")
     assert np.abs(keras.ops.convert_to_numpy(whiten.kernel)).sum() > 0  # adapted, and saved
 
 

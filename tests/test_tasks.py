@@ -231,6 +231,7 @@ def _run(backend, action, folder):
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", ["jax", "torch"])
 def test_the_task_fits_predicts_and_embeds_under_other_backends_without_tensorflow(backend, tmp_path):
     pytest.importorskip(backend)

@@ -60,6 +60,7 @@ def test_fastnet_backbone_learns(synthetic, tmp_path):
     assert abs(metrics["center_cosine"]["mean"]) < 1e-3  # auto → fixed orthogonal centers
 
 
+@pytest.mark.slow
 def test_keras_file_and_saved_model_reload_to_the_same_outputs(synthetic, tmp_path, rng):
     folder = tmp_path / "run"
     train(TrainConfig(data=synthetic, epochs=2, batch_size=20, output=str(folder), **TINY))
@@ -155,6 +156,7 @@ def test_mirrored_strategy_on_two_cpu_devices(synthetic, tmp_path):
     assert exact >= 0.9 and partial >= 0.9
 
 
+@pytest.mark.slow
 def test_mixed_precision_run_keeps_float32_head(synthetic, tmp_path):
     metrics = train(TrainConfig(data=synthetic, epochs=2, batch_size=20, precision="mixed_bfloat16", output=str(tmp_path / "r"), **TINY))
     assert metrics["precision_policy"] == "mixed_bfloat16"
@@ -369,3 +371,16 @@ def test_validation_accuracy_is_that_of_the_saved_weights(synthetic, tmp_path, a
     assert metrics["val_accuracy"] == float((probabilities.argmax(axis=1) == splits.y_val).mean())
     history = (tmp_path / "run" / "history.csv").read_text().splitlines()
     assert len(history) == 3  # the per-epoch rows stay as they were
+
+
+def test_test_each_epoch_records_accuracy_against_training_seconds(synthetic, tmp_path):
+    folder = tmp_path / "run"
+    metrics = train(TrainConfig(data=synthetic, epochs=2, batch_size=20, test_each_epoch=True, output=str(folder), **TINY))
+    rows = json.loads((folder / "test_each_epoch.json").read_text())
+    seconds = json.loads((folder / "epoch_seconds.json").read_text())
+    assert [row["epoch"] for row in rows] == [1, 2] and metrics["test_each_epoch"] == rows
+    assert [row["train_seconds"] for row in rows] == pytest.approx(np.cumsum(seconds).tolist())
+    # no weight averaging: the last epoch's weights are the saved ones, so the last row is the run's test accuracy
+    assert rows[-1]["test_accuracy"] == metrics["test_accuracy"]
+    with pytest.raises(UserInputError, match="--test-each-epoch"):
+        TrainConfig(data=synthetic, test_each_epoch=True, evaluate_test=False).validate()

@@ -8,6 +8,34 @@ import importlib
 import os
 import sys
 
+def toolkit_backend_problem():
+    """Why the commands cannot run here, in one sentence, or None.
+
+    The commands are the toolkit: tf.data pipelines, SavedModel, LiteRT and
+    ONNX export, tf.distribute. They need TensorFlow, as Keras' backend. The
+    library (`ArcFaceClassifier`, the layers, the losses) does not.
+    """
+    import importlib.util
+
+    try:
+        found = importlib.util.find_spec("tensorflow") is not None
+    except ValueError:  # a module entry of None: treated as absent
+        found = False
+    if not found:
+        return ("the toolkit's commands need TensorFlow (tf.data, SavedModel, tf.distribute): pip install tensorflow. "
+                "The library (ArcFaceClassifier, the layers, the losses) runs on JAX and PyTorch without it.")
+    backend = sys.modules["keras"].backend.backend() if "keras" in sys.modules else os.environ.get("KERAS_BACKEND")
+    if backend not in (None, "", "tensorflow"):
+        return (f"the toolkit's commands run on Keras' TensorFlow backend; KERAS_BACKEND is {backend!r}. Unset it "
+                "(or set it to tensorflow), or train ArcFaceClassifier directly on that backend.")
+    return None
+
+
+_PROBLEM = toolkit_backend_problem()
+if _PROBLEM is not None:  # before any command imports TensorFlow: one line, not a traceback
+    print(f"arcface-keras: {_PROBLEM}", file=sys.stderr)
+    sys.exit(2)
+
 COMMANDS = {
     "train": "train", "evaluate": "evaluate", "compare": "compare", "sweep": "sweep", "imbalance": "imbalance",
     "convergence": "convergence", "open-set": "open_set", "enrol": "enrol", "identify": "identify",

@@ -58,7 +58,7 @@ def image_batches(images, batch_size=100):
     return dataset.batch(batch_size).map(lambda image, _: tf.cast(image, tf.float32)).prefetch(tf.data.AUTOTUNE)
 
 
-def make_dataset(images, labels, batch_size=100, training=False, augment=None, seed=0, labels_as_input=True,
+def make_dataset(images, labels, batch_size=100, training=False, augment=None, seed=0,
                  cache=None, drop_remainder=False, pad_mode="zeros", flip_epoch=None):
     """A tf.data pipeline of raw float32 images (0–255) and int32 labels.
 
@@ -75,9 +75,7 @@ def make_dataset(images, labels, batch_size=100, training=False, augment=None, s
     by `callbacks.EpochCounter`) a flipping augmentation mirrors image *i*
     exactly in the epochs where *i* + epoch is odd, instead of at random:
     airbench's alternating flip, each image seen both ways in any two
-    consecutive epochs. Elements are ``((images, labels), labels)`` when
-    `labels_as_input` (margin heads read the labels), else
-    ``(images, labels)``. `images` is a uint8 array or `ImageFiles` (decoded
+    consecutive epochs. Elements are ``(images, labels)``. `images` is a uint8 array or `ImageFiles` (decoded
     from disk as they stream; `cache` as in `_source`). `drop_remainder`
     drops a last, smaller batch.
     """
@@ -96,7 +94,7 @@ def make_dataset(images, labels, batch_size=100, training=False, augment=None, s
         # docs/benchmarks.md).
         mirrored = None if index is None else tf.math.floormod(index + tf.cast(flip_epoch, tf.int64), 2) == 1
         image = tf.cast(image if transform is None else transform(image, mirrored), tf.float32)
-        return ((image, label), label) if labels_as_input else (image, label)
+        return image, label
 
     return dataset.map(to_model_inputs, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
 
