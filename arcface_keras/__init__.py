@@ -18,15 +18,15 @@ _PUBLIC = {
     "ArcMarginLayer": "layers",
     "CosMarginLayer": "layers",
     "SphereMarginLayer": "layers",
-    "MarginScheduler": "layers",
-    "linear_ramp": "layers",
+    "MarginScheduler": "callbacks",
+    "linear_ramp": "callbacks",
     "margins_from_class_counts": "layers",
     "TripletLoss": "losses",
     "PartialFCCrossentropy": "losses",
     "PartialSGD": "optimizers",
     "ArcFaceClassifier": "tasks",
 }
-_REGISTERING = ("layers", "losses", "models", "optimizers", "pretrained", "tasks")  # the modules that register custom objects
+_REGISTERING = ("layers", "losses", "tta", "optimizers", "pretrained", "tasks")  # the modules that register custom objects
 
 
 @contextlib.contextmanager
@@ -76,11 +76,10 @@ if os.path.basename(sys.argv[0] if sys.argv and sys.argv[0] else "") != "arcface
         AngularMarginLayer,
         ArcMarginLayer,
         CosMarginLayer,
-        MarginScheduler,
         SphereMarginLayer,
-        linear_ramp,
         margins_from_class_counts,
     )
+    from arcface_keras.callbacks import MarginScheduler, linear_ramp  # noqa: E402,F401
     from arcface_keras.losses import PartialFCCrossentropy, TripletLoss  # noqa: E402,F401
     from arcface_keras.optimizers import PartialSGD  # noqa: E402,F401
     from arcface_keras.tasks import ArcFaceClassifier  # noqa: E402,F401

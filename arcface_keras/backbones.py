@@ -14,7 +14,7 @@ from arcface_keras import pretrained
 from arcface_keras.errors import ArgumentError
 from arcface_keras.whitening import Dirac, PatchWhitening
 
-from arcface_keras.config import BACKBONES, OWN_BACKBONES  # noqa: E402,F401  (names live in the Keras-free config)
+from arcface_keras.catalog import BACKBONES, OWN_BACKBONES  # noqa: E402,F401  (names live in the Keras-free catalog)
 
 
 def build(name, input_shape, embedding_dim=128, weights=None, latent_dim=None, **options):

@@ -18,18 +18,18 @@ import keras
 import numpy as np
 from keras import ops
 
+from arcface_keras import numerics, partial_fc
+
 __all__ = [
     "AngularMarginLayer",
     "ArcMarginLayer",
     "CosMarginLayer",
     "SphereMarginLayer",
-    "MarginScheduler",
-    "linear_ramp",
     "margins_from_class_counts",
 ]
 
-_EPSILON = 1e-12  # floor under squared norms: zero vectors stay finite.
-MASKED_LOGIT = -1e9  # Partial FC: a row's own class among the sampled columns (its target is column 0)
+_EPSILON = numerics.EPSILON
+_l2_normalize = numerics.l2_normalize
 
 
 def _as_margin(name, value, num_classes, low, high, high_inclusive=False):
@@ -61,12 +61,6 @@ def _concrete(tensor):
         return ops.convert_to_numpy(tensor)
     except Exception:  # symbolic or traced (JAX tracer): no value yet
         return None
-
-
-def _l2_normalize(x, axis):
-    # Not keras.ops.normalize: its min(rsqrt(Σx²), 1/ε) sends 0·∞ = NaN gradients back from zero
-    # vectors; flooring Σx² before rsqrt keeps every gradient finite (tested).
-    return x * ops.rsqrt(ops.maximum(ops.sum(ops.square(x), axis=axis, keepdims=True), _EPSILON))
 
 
 @keras.saving.register_keras_serializable(package="arcface_keras")
@@ -314,7 +308,7 @@ class AngularMarginLayer(keras.layers.Layer):
         embeddings = _l2_normalize(ops.cast(embeddings, "float32"), axis=-1)
         scale = self.current_scale
         if labels is not None and self.partial:
-            return self._partial_logits(embeddings, self._validated_labels(labels, embeddings), scale)
+            return partial_fc.partial_logits(self, embeddings, self._validated_labels(labels, embeddings), scale)
         kernel = self.centers()
         inverse_norms = ops.rsqrt(ops.maximum(ops.sum(ops.square(kernel), axis=0), _EPSILON))
         # s·cos θ for every center; s is folded into the (B, D) side and the
@@ -375,41 +369,6 @@ class AngularMarginLayer(keras.layers.Layer):
         """The class centers as float32 ``(D, C·K)`` columns."""
         return ops.cast(self.kernel, "float32")
 
-    def _partial_logits(self, embeddings, labels, scale):
-        """Partial FC: ``(B, 1 + S)`` logits, the target first (see `sample_rate`)."""
-        sample = self._sample_classes(labels)
-        count, per_class = ops.shape(sample)[0], self.sub_centers
-        rows = ops.reshape(ops.expand_dims(sample * per_class, 1) + ops.arange(per_class, dtype="int32"), (-1,))
-        # Gathered by rows: the gradient reaches only the sampled centers.
-        centers = _l2_normalize(ops.take(ops.cast(self._centers, "float32"), rows, axis=0), axis=-1)
-        center_logits = ops.matmul(embeddings * scale, ops.transpose(centers))  # (B, S·K)
-        per_center = ops.reshape(center_logits, (-1, count, per_class))
-        logits = ops.max(per_center, axis=-1)
-        # Where each label sits in the sample, and its closest sub-center there.
-        position_of = ops.scatter(ops.expand_dims(sample, 1), ops.arange(count, dtype="int32"), (self.num_classes,))
-        positions = ops.take(position_of, labels)
-        own = ops.take_along_axis(ops.stop_gradient(per_center), ops.reshape(positions, (-1, 1, 1)), axis=1)
-        best = ops.cast(ops.argmax(own[:, 0, :], axis=-1), "int32")
-        # The true centers gathered from the kernel itself: their gradient stays row-sparse too.
-        true_rows = ops.take(rows, positions * per_class + best)
-        true_centers = _l2_normalize(ops.take(ops.cast(self._centers, "float32"), true_rows, axis=0), axis=-1)
-        target = self._target_cosine(embeddings, true_centers, labels)
-        batch = ops.arange(ops.shape(labels)[0], dtype="int32")
-        others = ops.scatter_update(logits, ops.stack([batch, positions], axis=1),
-                                    ops.full_like(target, MASKED_LOGIT))
-        return ops.concatenate([ops.expand_dims(scale * target, 1), others], axis=1)
-
-    def _sample_classes(self, labels):
-        """Class ids (S,): every class of `labels`, then random others, ``S = max(ceil(r·C), B)`` at most C."""
-        scores = keras.random.uniform((self.num_classes,), seed=self.seed_generator)
-        scores = ops.scatter_update(scores, ops.expand_dims(labels, 1), ops.full_like(labels, 2.0, dtype="float32"))
-        batch = ops.shape(labels)[0]
-        if isinstance(batch, int):
-            count = min(self.num_classes, max(self.sampled_classes, batch))
-        else:
-            count = ops.minimum(self.num_classes, ops.maximum(self.sampled_classes, batch))
-        return ops.cast(ops.top_k(scores, count, sorted=False)[1], "int32")
-
     def _validated_labels(self, labels, embeddings):
         dtype = keras.backend.standardize_dtype(labels.dtype)
         if "int" not in dtype:
@@ -460,17 +419,7 @@ class AngularMarginLayer(keras.layers.Layer):
         m1 = 1.0 + factor * (self._per_row(self.m1, labels) - 1.0)
         m2 = factor * self._per_row(self.m2, labels)
         m3 = factor * self._per_row(self.m3, labels)
-        difference = ops.sqrt(ops.maximum(ops.sum(ops.square(embeddings - centers), axis=-1), _EPSILON))
-        total = ops.sqrt(ops.maximum(ops.sum(ops.square(embeddings + centers), axis=-1), _EPSILON))
-        theta = 2.0 * ops.arctan2(difference, total)
-        cosine = ops.cos(theta)
-        angle = m1 * theta + m2
-        boundary = (math.pi - m2) / m1
-        drop = ops.maximum(m2 * ops.sin(m2), 1.0 + ops.cos(boundary))
-        target = ops.where(angle <= math.pi, ops.cos(angle) - m3, cosine - m3 - drop)
-        if self.easy_margin:
-            target = ops.where(cosine > 0.0, target, cosine)
-        return target
+        return numerics.margin_target(numerics.angle(embeddings, centers), m1, m2, m3, self.easy_margin)
 
     def compute_output_shape(self, input_shape):
         """``(B, C)``; with labels and ``sample_rate < 1``, the partial logits'
@@ -638,76 +587,6 @@ def margins_from_class_counts(class_counts, max_margin=0.5):
         raise ValueError(f"`max_margin` must lie in (0, π). Received: max_margin={max_margin!r}")
     raw = counts ** -0.25
     return [float(v) for v in raw * (max_margin / raw.max())]
-
-
-def linear_ramp(epochs, start=0.0, end=1.0):
-    """A schedule for `MarginScheduler`: `start` → `end` linearly over `epochs`.
-
-    Args:
-        epochs: length of the ramp in (possibly fractional) epochs, > 0.
-        start: value at the beginning of training. Defaults to `0.0`.
-        end: value from `epochs` on. Defaults to `1.0`.
-
-    Returns:
-        A function of training progress in epochs.
-    """
-    if not epochs > 0:
-        raise ValueError(f"`epochs` must be positive. Received: epochs={epochs!r}")
-
-    def schedule(progress):
-        return start + (end - start) * min(1.0, progress / epochs)
-
-    return schedule
-
-
-class MarginScheduler(keras.callbacks.Callback):
-    """Changes margin and scale of every `AngularMarginLayer` during `fit`.
-
-    Each schedule is a function of training progress in epochs (a float:
-    epoch + batch / steps_per_epoch), called before every batch. The layers
-    hold both values as non-trainable variables, so nothing is rebuilt or
-    recompiled.
-
-    Args:
-        margin_factor: schedule of the factor applied to every margin
-            (0 = plain normalised softmax, 1 = the configured margins), or
-            `None` to leave it. Defaults to `None`.
-        scale: schedule of the scale s, or `None` to leave it.
-            Defaults to `None`.
-
-    Example:
-
-    >>> from arcface_keras import MarginScheduler, linear_ramp
-    >>> warmup = MarginScheduler(margin_factor=linear_ramp(epochs=1.0))
-    >>> # model.fit(..., callbacks=[warmup])
-    """
-
-    def __init__(self, margin_factor=None, scale=None):
-        super().__init__()
-        for name, value in (("margin_factor", margin_factor), ("scale", scale)):
-            if value is not None and not callable(value):
-                raise ValueError(f"`{name}` must be a function of the epoch or None. Received: {name}={value!r}")
-        self.margin_factor = margin_factor
-        self.scale = scale
-        self._epoch = 0
-        self._layers = []
-
-    def on_train_begin(self, logs=None):
-        self._layers = [layer for layer in all_layers(self.model) if isinstance(layer, AngularMarginLayer)]
-        if not self._layers:
-            raise ValueError("MarginScheduler found no AngularMarginLayer in the model.")
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self._epoch = epoch
-
-    def on_train_batch_begin(self, batch, logs=None):
-        steps = (self.params or {}).get("steps") or 0
-        progress = self._epoch + (batch / steps if steps else 0.0)
-        for layer in self._layers:
-            if self.margin_factor is not None:
-                layer.margin_factor.assign(float(self.margin_factor(progress)))
-            if self.scale is not None:
-                layer.current_scale.assign(float(self.scale(progress)))
 
 
 def all_layers(model):

@@ -8,7 +8,7 @@ their semantics, in `keras.ops`, so migrating users get the same numbers.
 import keras
 from keras import ops
 
-from arcface_keras.layers import MASKED_LOGIT
+from arcface_keras.partial_fc import MASKED_LOGIT
 
 MININGS = ("semi-hard", "hard")
 DISTANCES = ("squared-l2", "l2", "angular")

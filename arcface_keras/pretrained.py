@@ -148,11 +148,8 @@ def from_model(model, input_shape, embedding_dim=128, bn_momentum=0.9):
     return keras.Model(images, x, name="backbone")
 
 
-def pretrained_variables(model):
+def pretrained_variables(backbone_model):
     """The variables of the application inside a backbone built by `backbone`."""
-    from arcface_keras.models import parts
-
-    backbone_model = parts(model)[1]
     inner = [layer for layer in backbone_model.layers if isinstance(layer, keras.Model)]
     return [v for layer in inner for v in layer.variables]
 
@@ -181,6 +178,6 @@ def _cached(name):
 
 
 def _network_available():
-    from arcface_keras.data.sources import network_available
+    from arcface_keras.network import network_available
 
     return network_available("storage.googleapis.com")

@@ -1,6 +1,6 @@
 """The fast recipe built up one technique at a time.
 
-A thin wrapper of `arcface-keras ablation` (arcface_keras/commands/ablation.py); --help
+A thin wrapper of `arcface-keras ablation` (arcface_keras/toolkit/commands/ablation.py); --help
 lists the options.
 """
 
@@ -9,7 +9,7 @@ import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from arcface_keras.commands.ablation import main  # noqa: E402
+from arcface_keras.toolkit.commands.ablation import main  # noqa: E402
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -55,7 +55,7 @@ def measure(backend, jit, batch, warmup, steps):
 
 
 def main(argv=None):
-    from arcface_keras import cli
+    from arcface_keras.toolkit import cli
 
     parser = cli.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rounds", type=int, default=3)
@@ -84,7 +84,7 @@ def main(argv=None):
         f"per run (`python scripts/benchmark_backends.py --rounds {args.rounds} --warmup {args.warmup} "
         f"--steps {args.steps} --batch-size {args.batch_size}`).", "",
         "| backend | best images/s | ratio to TensorFlow | every round |", "| --- | --- | --- | --- |", *rows, ""])
-    from arcface_keras.io import write_record
+    from arcface_keras.toolkit.io import write_record
 
     write_record(args.output, summary, text)
     print(text)

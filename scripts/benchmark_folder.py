@@ -60,7 +60,7 @@ def run(arguments, output):
 def class_mix(folder, cache, batch_size=100, seed=0):
     """Mean share of the largest class per training batch of `folder`'s
     training split, one epoch, as `train` builds its pipeline with `cache`."""
-    from arcface_keras import data
+    from arcface_keras.toolkit import data
 
     splits = data.load(data=folder, seed=seed)
     dataset = data.make_dataset(splits.x_train, splits.y_train, batch_size, training=True, seed=seed,
@@ -70,7 +70,7 @@ def class_mix(folder, cache, batch_size=100, seed=0):
 
 
 def main(argv=None):
-    from arcface_keras import cli
+    from arcface_keras.toolkit import cli
 
     parser = cli.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", default="../shared/data/mnist.npz", help="MNIST in Keras' .npz layout")
@@ -114,7 +114,7 @@ def main(argv=None):
         "Largest class's share of a training batch of 100 (one epoch's mean; 0.10 is an even mix of the 10 "
         f"classes): no cache {mix['none']:.3f}, --cache memory {mix['memory']:.3f}, --cache FILE {mix['file']:.3f}.",
         ""])
-    from arcface_keras.io import write_record
+    from arcface_keras.toolkit.io import write_record
 
     write_record(args.output, summary, text)
     print(text)

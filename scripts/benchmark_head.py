@@ -40,7 +40,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from arcface_keras import ArcMarginLayer, PartialFCCrossentropy, PartialSGD  # noqa: E402
-from arcface_keras.io import write_json_atomic, write_text_atomic  # noqa: E402
+from arcface_keras.toolkit.io import write_json_atomic, write_text_atomic  # noqa: E402
 
 BATCH, DIM = 256, 512
 SCALE, MARGIN = 30.0, 0.5

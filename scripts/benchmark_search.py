@@ -29,8 +29,8 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from arcface_keras import gallery  # noqa: E402
-from arcface_keras.io import write_record  # noqa: E402
+from arcface_keras.toolkit import gallery  # noqa: E402
+from arcface_keras.toolkit.io import write_record  # noqa: E402
 
 
 def unit(x):

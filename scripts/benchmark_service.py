@@ -28,8 +28,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def fill_gallery(run_folder, path, classes, seed=0):
-    from arcface_keras.gallery import ExportedModel
-    from arcface_keras.gallery_store import GalleryStore
+    from arcface_keras.toolkit.gallery import ExportedModel
+    from arcface_keras.toolkit.gallery_store import GalleryStore
 
     model = ExportedModel(run_folder)
     dim = model.embed(np.zeros((1, *model.image_shape), dtype="uint8")).shape[1]
@@ -107,7 +107,7 @@ def load(run_folder, gallery, images, clients, requests, batching):
 
 
 def main(argv=None):
-    from arcface_keras import cli
+    from arcface_keras.toolkit import cli
 
     parser = cli.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("run_folder")
@@ -140,7 +140,7 @@ def main(argv=None):
         f"round of each mode (`python scripts/benchmark_service.py RUN --classes {args.classes} --clients "
         f"{args.clients} --requests {args.requests} --rounds {args.rounds}`).", "",
         "| mode | requests/s | p50 ms | p99 ms | requests/s, every round |", "| --- | --- | --- | --- | --- |", *rows, ""])
-    from arcface_keras.io import write_record
+    from arcface_keras.toolkit.io import write_record
 
     write_record(args.output, summary, text)
     print(text)

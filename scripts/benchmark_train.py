@@ -39,8 +39,9 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from arcface_keras import backbones, models  # noqa: E402
-from arcface_keras.io import write_json_atomic, write_text_atomic  # noqa: E402
+from arcface_keras import backbones  # noqa: E402
+from arcface_keras.toolkit import models
+from arcface_keras.toolkit.io import write_json_atomic, write_text_atomic  # noqa: E402
 
 SETTINGS = {
     "float32": ("float32", False),
@@ -104,7 +105,7 @@ def _batches(dataset):
 
 
 def pipeline_report(args, argv):
-    from arcface_keras import data as data_lib
+    from arcface_keras.toolkit import data as data_lib
 
     splits = data_lib.load(args.dataset, args.pipeline, 0.1, None, 0)
     shape = splits.image_shape

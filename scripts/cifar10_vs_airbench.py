@@ -123,7 +123,7 @@ def main(argv=None):
     text = render(rows, command)
     if args.output:
         sys.path.insert(0, os.path.join(HERE, ".."))
-        from arcface_keras.io import write_record
+        from arcface_keras.toolkit.io import write_record
 
         write_record(args.output, {"command": command, "runs": rows}, text)
     print(text)

@@ -1,7 +1,7 @@
 """Why ArcFace from scratch stalls: the straightforward recipe against ours, one change at
 a time, on the same backbone and budget.
 
-A thin wrapper of `arcface-keras convergence` (arcface_keras/commands/convergence.py);
+A thin wrapper of `arcface-keras convergence` (arcface_keras/toolkit/commands/convergence.py);
 --help lists the options.
 """
 
@@ -10,7 +10,7 @@ import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from arcface_keras.commands.convergence import main  # noqa: E402
+from arcface_keras.toolkit.commands.convergence import main  # noqa: E402
 
 if __name__ == "__main__":
     sys.exit(main())

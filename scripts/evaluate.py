@@ -1,6 +1,6 @@
 """Recompute every metric and figure of a saved run and write its report.md.
 
-A thin wrapper of `arcface-keras evaluate` (arcface_keras/commands/evaluate.py); --help
+A thin wrapper of `arcface-keras evaluate` (arcface_keras/toolkit/commands/evaluate.py); --help
 lists the options.
 """
 
@@ -9,7 +9,7 @@ import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from arcface_keras.commands.evaluate import main  # noqa: E402
+from arcface_keras.toolkit.commands.evaluate import main  # noqa: E402
 
 if __name__ == "__main__":
     sys.exit(main())

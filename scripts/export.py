@@ -2,7 +2,7 @@
 the embedding alone), ONNX, or the SavedModel itself; checks the export against the
 SavedModel on the run's own test images and reports size and CPU latency per image.
 
-A thin wrapper of `arcface-keras export` (arcface_keras/commands/export.py); --help
+A thin wrapper of `arcface-keras export` (arcface_keras/toolkit/commands/export.py); --help
 lists the options.
 """
 
@@ -11,7 +11,7 @@ import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from arcface_keras.commands.export import main  # noqa: E402
+from arcface_keras.toolkit.commands.export import main  # noqa: E402
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -1,7 +1,7 @@
 """Identify images against a gallery: the best enrolled class, or "unknown" below a cosine
 threshold; CSV out (path,label,score,label_2,score_2,…).
 
-A thin wrapper of `arcface-keras identify` (arcface_keras/commands/identify.py); --help
+A thin wrapper of `arcface-keras identify` (arcface_keras/toolkit/commands/identify.py); --help
 lists the options.
 """
 
@@ -10,7 +10,7 @@ import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from arcface_keras.commands.identify import main  # noqa: E402
+from arcface_keras.toolkit.commands.identify import main  # noqa: E402
 
 if __name__ == "__main__":
     sys.exit(main())

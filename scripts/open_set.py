@@ -2,7 +2,7 @@
 identify the rest, and reject impostors of further unseen classes; per loss, mean ± std
 over seeds.
 
-A thin wrapper of `arcface-keras open-set` (arcface_keras/commands/open_set.py); --help
+A thin wrapper of `arcface-keras open-set` (arcface_keras/toolkit/commands/open_set.py); --help
 lists the options.
 """
 
@@ -11,7 +11,7 @@ import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from arcface_keras.commands.open_set import main  # noqa: E402
+from arcface_keras.toolkit.commands.open_set import main  # noqa: E402
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -198,7 +198,7 @@ def main(argv=None):
     text = render(result)
     if args.output:
         sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-        from arcface_keras.io import write_record
+        from arcface_keras.toolkit.io import write_record
 
         write_record(args.output, result, text)
     print(text)

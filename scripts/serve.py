@@ -1,6 +1,6 @@
 """Serve a run's model and a gallery over HTTP: enrol, identify, verify, embed; a page at /.
 
-A thin wrapper of `arcface-keras serve` (arcface_keras/commands/serve.py); --help lists
+A thin wrapper of `arcface-keras serve` (arcface_keras/toolkit/commands/serve.py); --help lists
 the options.
 """
 
@@ -9,7 +9,7 @@ import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from arcface_keras.commands.serve import main  # noqa: E402
+from arcface_keras.toolkit.commands.serve import main  # noqa: E402
 
 if __name__ == "__main__":
     sys.exit(main())

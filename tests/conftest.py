@@ -62,7 +62,7 @@ def synthetic(tmp_path, rng):
 def finished_run(tmp_path_factory):
     """One tiny finished run (synthetic data, 2 epochs), shared by the tests
     that only read a run folder; copy it before changing anything in it."""
-    from arcface_keras.training import TrainConfig, train
+    from arcface_keras.toolkit.training import TrainConfig, train
 
     root = tmp_path_factory.mktemp("finished")
     data = synthetic_npz(root / "synthetic.npz", np.random.default_rng(0))

@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 from conftest import ROOT, load_script, snapshot
 
-from arcface_keras import cli
-from arcface_keras.training import TrainConfig
+from arcface_keras.toolkit import cli
+from arcface_keras.toolkit.training import TrainConfig
 
 
 class _Malicious:
@@ -311,7 +311,7 @@ def test_the_old_flag_spelling_still_sets_the_field():
 
 
 def test_latent_dim_is_an_alias_of_embedding_dim():
-    from arcface_keras import models
+    from arcface_keras.toolkit import models
 
     assert _parser("train").parse_args(["--latent-dim", "32"]).embedding_dim == 32
     train_model, _ = models.build_models(3, (8, 8, 1), (0.5,), (0.25,), latent_dim=12,
@@ -321,7 +321,7 @@ def test_latent_dim_is_an_alias_of_embedding_dim():
 
 def test_the_arcface_keras_command_answers_help_without_tensorflow():
     code = ("import sys; sys.argv[0] = 'arcface-keras'\n"
-            "from arcface_keras.commands import main\n"
+            "from arcface_keras.toolkit.commands import main\n"
             "assert main(['--help']) == 0\n"
             "try:\n    main(['train', '--help'])\nexcept SystemExit as exit_info:\n    assert exit_info.code == 0\n"
             "print('TF', 'tensorflow' in sys.modules, 'keras' in sys.modules)")
@@ -332,7 +332,7 @@ def test_the_arcface_keras_command_answers_help_without_tensorflow():
 
 
 def test_the_command_runs_every_script_and_refuses_unknown_ones(capsys):
-    from arcface_keras import commands
+    from arcface_keras.toolkit import commands
 
     assert set(commands.COMMANDS.values()) <= {name.removesuffix(".py") for name in os.listdir(os.path.join(ROOT, "scripts"))}
     assert commands.main(["nope"]) == 2 and "unknown command 'nope'" in capsys.readouterr().err
@@ -359,7 +359,7 @@ def test_the_commands_say_in_one_line_when_tensorflow_is_not_their_backend(tmp_p
     assert jax.returncode == 2 and len(jax.stderr.splitlines()) == 1, jax.stderr
     assert "KERAS_BACKEND is 'jax'" in jax.stderr
     missing = subprocess.run([sys.executable, "-c", "import sys; sys.modules['tensorflow'] = None; "
-                              "from arcface_keras.commands import main; main(['evaluate', 'x'])"],
+                              "from arcface_keras.toolkit.commands import main; main(['evaluate', 'x'])"],
                              capture_output=True, text=True, timeout=120, cwd=ROOT, env={**env, "KERAS_BACKEND": "jax"})
     assert missing.returncode == 2 and missing.stderr.splitlines() == [
         "arcface-keras: the toolkit's commands need TensorFlow (tf.data, SavedModel, tf.distribute): pip install "

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from arcface_keras import data, models
-from arcface_keras.data import DataError
+from arcface_keras.toolkit import data, models
+from arcface_keras.toolkit.data import DataError
 
 
 def _arrays(rng, shape=(28, 28), n_train=60, n_test=20, classes=3):
@@ -370,7 +370,7 @@ def test_epoch_counter_sets_the_epoch_before_the_epochs_batches_are_drawn():
     import keras
     import tensorflow as tf
 
-    from arcface_keras.callbacks import EpochCounter
+    from arcface_keras.toolkit.callbacks import EpochCounter
 
     class Mirrored(keras.Model):  # counts the batch's mirrored images instead of training
         def train_step(self, batch):

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import arcface_keras  # noqa: F401  (registers the layers)
-from arcface_keras import deploy, export, models
+from arcface_keras.toolkit import deploy, export, models
 from arcface_keras.errors import UserInputError
 
 

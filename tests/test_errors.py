@@ -5,9 +5,10 @@ import numpy as np
 import pytest
 from conftest import TINY
 
-from arcface_keras import backbones, cli, report
+from arcface_keras import backbones
+from arcface_keras.toolkit import cli, report
 from arcface_keras.errors import ArgumentError, DataError, RunFolderError, UserInputError
-from arcface_keras.training import TrainConfig, train
+from arcface_keras.toolkit.training import TrainConfig, train
 
 
 def test_a_user_input_error_is_not_a_value_error():
@@ -32,7 +33,7 @@ def test_a_bad_backbone_option_is_one_line_and_a_bug_while_building_keeps_its_tr
 
 
 def test_running_out_of_memory_while_reading_an_npz_is_not_called_a_bad_file(synthetic, monkeypatch):
-    from arcface_keras.data import sources
+    from arcface_keras.toolkit.data import sources
 
     def exhausted(*args, **kwargs):
         raise MemoryError()
@@ -43,7 +44,7 @@ def test_running_out_of_memory_while_reading_an_npz_is_not_called_a_bad_file(syn
 
 
 def test_a_damaged_npz_is_one_line(tmp_path):
-    from arcface_keras.data import sources
+    from arcface_keras.toolkit.data import sources
 
     path = tmp_path / "broken.npz"
     path.write_bytes(b"PK\x03\x04 not really a zip")

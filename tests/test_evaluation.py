@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from sklearn import metrics as sk
 
-from arcface_keras import evaluation
+from arcface_keras.toolkit import evaluation
 
 
 def _on_circle(degrees):
@@ -43,7 +43,7 @@ def test_classification_matches_sklearn(rng):
 
 
 def test_many_classes_keep_per_class_numbers_but_no_confusion_matrix(rng):
-    from arcface_keras import report
+    from arcface_keras.toolkit import report
 
     classes = evaluation.CONFUSION_MAX_CLASSES + 1
     labels = np.arange(classes)
@@ -146,7 +146,7 @@ def test_center_cosines_detects_collapse():
 
 
 def test_verification_pairs_are_found_with_many_classes():
-    from arcface_keras.evaluation import sample_pairs
+    from arcface_keras.toolkit.evaluation import sample_pairs
 
     labels = np.repeat(np.arange(1000), 20)  # 190,000 same-class pairs exist
     positives, negatives = sample_pairs(labels, max_pairs=100_000)
@@ -161,7 +161,7 @@ def test_verification_pairs_are_found_with_many_classes():
 
 
 def test_two_class_metrics_have_no_top_k():
-    from arcface_keras.evaluation import classification_metrics
+    from arcface_keras.toolkit.evaluation import classification_metrics
 
     metrics = classification_metrics(np.array([0, 1, 1]), np.array([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4]]))
     assert metrics["test_accuracy"] == pytest.approx(2 / 3) and not any(k.startswith("top_") for k in metrics)

@@ -11,10 +11,10 @@ import pytest
 from conftest import TINY
 from PIL import Image
 
-from arcface_keras import data, models
-from arcface_keras.data import folders
+from arcface_keras.toolkit import data, models
+from arcface_keras.toolkit.data import folders
 from arcface_keras.errors import DataError
-from arcface_keras.training import TrainConfig, train
+from arcface_keras.toolkit.training import TrainConfig, train
 
 CLASSES = ["café crème", "Ελληνικά", "plain"]  # spaces and non-ASCII letters
 

@@ -9,7 +9,7 @@ import pytest
 from conftest import load_script
 from PIL import Image
 
-from arcface_keras import evaluation, gallery
+from arcface_keras.toolkit import evaluation, gallery
 from arcface_keras.errors import UserInputError
 
 

@@ -12,9 +12,9 @@ import pytest
 from conftest import ROOT, load_script
 from test_gallery import _images
 
-from arcface_keras import gallery
+from arcface_keras.toolkit import gallery
 from arcface_keras.errors import UserInputError
-from arcface_keras.gallery_store import ClassExists, GalleryStore, UnknownClass
+from arcface_keras.toolkit.gallery_store import ClassExists, GalleryStore, UnknownClass
 
 
 def _unit(rng, rows, dim=8):
@@ -55,7 +55,7 @@ def test_enrol_replace_delete_and_snapshot(tmp_path, rng):
 
 WRITER = textwrap.dedent("""
     import sys, time, numpy as np
-    from arcface_keras.gallery_store import GalleryStore
+    from arcface_keras.toolkit.gallery_store import GalleryStore
     path, worker, classes, rows = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
     store = GalleryStore(path, "model", create=True)
     print("open", flush=True)
@@ -167,7 +167,7 @@ def test_the_gallery_inside_the_saved_model_identifies_as_the_command_does(finis
     with open(tmp_path / "p.csv") as file:
         rows = list(csv.DictReader(file))
     # a process that never imports arcface_keras: the signature alone, on the same decoded files
-    from arcface_keras.data.folders import ImageFiles
+    from arcface_keras.toolkit.data.folders import ImageFiles
 
     decoded = ImageFiles(np.array([row["path"] for row in rows], dtype=object), (12, 12, 1), resize=True).load()
     np.save(tmp_path / "images.npy", decoded.astype("float32"))
@@ -197,7 +197,7 @@ def test_the_gallery_inside_the_saved_model_identifies_as_the_command_does(finis
 def test_the_gallery_inside_a_litert_model_identifies_as_the_command_does(finished_run, tmp_path):
     import shutil
 
-    from arcface_keras import deploy
+    from arcface_keras.toolkit import deploy
 
     run = tmp_path / "run"
     shutil.copytree(finished_run, run)

@@ -3,9 +3,9 @@ import json
 import numpy as np
 import pytest
 
-from arcface_keras import experiments, jpeg
+from arcface_keras.studies import jpeg, runner
 from arcface_keras.errors import UserInputError
-from arcface_keras.training import TrainConfig
+from arcface_keras.toolkit.training import TrainConfig
 
 
 def test_round_trip_keeps_shape_and_loses_more_at_lower_quality(rng):
@@ -39,7 +39,7 @@ def test_jpeg_cost_trains_each_copy_and_extrapolates(synthetic, tmp_path, monkey
             added = jpeg.mean_squared_error(np.load(synthetic)["x_train"], arrays["x_train"])
         return {"test_accuracy": 0.9 - 0.001 * added, "train_seconds": 60.0}
 
-    monkeypatch.setattr(experiments, "run_once", fake_run)
+    monkeypatch.setattr(runner, "run_once", fake_run)
     base = TrainConfig(data=synthetic, epochs=2)
     summary = jpeg.jpeg_cost(base, str(tmp_path / "study"), qualities=(50, 20), base_psnr=30.0)
     added = [p["added_mse"] for p in summary["points"]]
@@ -58,9 +58,9 @@ def test_jpeg_cost_trains_each_copy_and_extrapolates(synthetic, tmp_path, monkey
 
 def test_jpeg_cost_refuses_other_data_and_qualities(synthetic, tmp_path):
     with pytest.raises(UserInputError, match="--data must be an .npz file"):
-        jpeg.jpeg_cost(TrainConfig(data=None), str(tmp_path))
+        jpeg.jpeg_cost(TrainConfig(data=None), str(tmp_path), 30.0)
     with pytest.raises(UserInputError, match=r"--qualities must be .* Received: qualities=\[0\]"):
-        jpeg.jpeg_cost(TrainConfig(data=synthetic), str(tmp_path), qualities=(0,))
+        jpeg.jpeg_cost(TrainConfig(data=synthetic), str(tmp_path), 30.0, qualities=(0,))
 
 
 def test_a_stale_copy_of_other_data_is_refused(synthetic, tmp_path, rng):

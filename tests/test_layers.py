@@ -447,3 +447,26 @@ def test_models_saved_with_the_old_spelling_still_load(tmp_path):
     head = loaded.get_layer("head")
     assert head.fixed_centers is True and not head.kernel.trainable
     np.testing.assert_array_equal(np.array(head.kernel), np.array(model.get_layer("head").kernel))
+
+
+def test_numerics_match_the_textbook_formulas_in_float64(rng):
+    from arcface_keras import numerics
+
+    a = rng.normal(size=(64, 16))
+    b = rng.normal(size=(64, 16))
+    b[:4] = a[:4]  # θ = 0
+    b[4:8] = -a[4:8]  # θ = π
+    unit_a, unit_b = (keras.ops.convert_to_numpy(numerics.l2_normalize(keras.ops.convert_to_tensor(x, "float64")))
+                      for x in (a, b))
+    np.testing.assert_allclose(unit_a, a / np.linalg.norm(a, axis=1, keepdims=True), rtol=1e-12)
+    theta = keras.ops.convert_to_numpy(numerics.angle(keras.ops.convert_to_tensor(unit_a), keras.ops.convert_to_tensor(unit_b)))
+    expected = np.arccos(np.clip(np.sum(unit_a * unit_b, axis=1), -1, 1))
+    np.testing.assert_allclose(theta[8:], expected[8:], atol=1e-7)
+    np.testing.assert_allclose(theta[:8], [0] * 4 + [np.pi] * 4, atol=1e-6)
+    m1, m2, m3 = 1.2, 0.5, 0.1
+    target = keras.ops.convert_to_numpy(numerics.margin_target(keras.ops.convert_to_tensor(theta), m1, m2, m3))
+    naive = [np.cos(m1 * t + m2) - m3 if m1 * t + m2 <= np.pi else
+             np.cos(t) - m3 - max(m2 * np.sin(m2), 1 + np.cos((np.pi - m2) / m1)) for t in theta]
+    np.testing.assert_allclose(target, naive, atol=1e-12)
+    easy = keras.ops.convert_to_numpy(numerics.margin_target(keras.ops.convert_to_tensor(theta), m1, m2, m3, easy_margin=True))
+    np.testing.assert_allclose(easy, np.where(np.cos(theta) > 0, naive, np.cos(theta)), atol=1e-12)

@@ -2,7 +2,8 @@ import keras
 import numpy as np
 import pytest
 
-from arcface_keras import models
+from arcface_keras import tta
+from arcface_keras.toolkit import models
 
 
 @pytest.fixture
@@ -13,7 +14,7 @@ def pair():
 
 def test_horizontal_flip_mirrors_the_width_axis(rng):
     images = rng.integers(0, 256, size=(2, 5, 7, 3)).astype("float32")
-    flipped = keras.ops.convert_to_numpy(models.HorizontalFlip()(images))
+    flipped = keras.ops.convert_to_numpy(tta.HorizontalFlip()(images))
     np.testing.assert_array_equal(flipped, images[:, :, ::-1, :])
 
 

@@ -39,7 +39,7 @@ ARGS = ["--epochs", str(EPOCHS), "--batch-size", str(BATCH), "--backbone-options
     (None, "needs the cluster in TF_CONFIG"),
 ])
 def test_tf_config_is_read_or_refused_in_one_line(text, expected):
-    from arcface_keras.distributed import read_tf_config
+    from arcface_keras.toolkit.distributed import read_tf_config
     from arcface_keras.errors import UserInputError
 
     environ = {} if text is None else {"TF_CONFIG": text}
@@ -51,9 +51,9 @@ def test_tf_config_is_read_or_refused_in_one_line(text, expected):
 
 
 def test_the_global_batch_must_split_evenly(monkeypatch):
-    from arcface_keras import distributed
+    from arcface_keras.toolkit import distributed
     from arcface_keras.errors import UserInputError
-    from arcface_keras.training import TrainConfig
+    from arcface_keras.toolkit.training import TrainConfig
 
     monkeypatch.setenv("TF_CONFIG", '{"cluster": {"worker": ["a:1", "b:2"]}, "task": {"type": "worker", "index": 0}}')
     with pytest.raises(UserInputError, match="must be a multiple of 2. Received: batch_size=25"):
@@ -115,7 +115,7 @@ def test_workers_that_do_not_share_the_run_folder_stop_with_one_line(tmp_path):
 
 
 def test_a_restarted_worker_removes_only_its_own_runs_scratch(tmp_path):
-    from arcface_keras import distributed
+    from arcface_keras.toolkit import distributed
 
     mine, other = distributed.scratch_folder(str(tmp_path / "a"), 1), distributed.scratch_folder(str(tmp_path / "b"), 1)
     (open(os.path.join(mine, "left-by-a-killed-attempt"), "w")).close()
@@ -130,7 +130,7 @@ def test_a_restarted_worker_removes_only_its_own_runs_scratch(tmp_path):
 
 @pytest.mark.slow
 def test_two_workers_train_one_run_folder_like_one_process(tmp_path):
-    from arcface_keras.training import TrainConfig, train
+    from arcface_keras.toolkit.training import TrainConfig, train
 
     before = set(_scratch_folders())
     output = tmp_path / "job"

@@ -11,7 +11,7 @@ import tensorflow as tf
 import arcface_keras  # noqa: F401  (registers the layers)
 from arcface_keras import AngularMarginLayer, ArcMarginLayer, PartialFCCrossentropy, PartialSGD
 from arcface_keras.errors import UserInputError
-from arcface_keras.training import TrainConfig, train
+from arcface_keras.toolkit.training import TrainConfig, train
 from conftest import TINY
 
 C, D, B = 20, 8, 4

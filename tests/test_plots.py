@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from arcface_keras import plots
+from arcface_keras.toolkit import plots
 
 
 @pytest.mark.parametrize("dim", [2, 3, 16])

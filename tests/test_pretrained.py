@@ -7,13 +7,14 @@ import pytest
 import tensorflow as tf
 from conftest import synthetic_npz
 
-from arcface_keras import models, pretrained
+from arcface_keras.toolkit import models
+from arcface_keras import pretrained
 from arcface_keras.errors import UserInputError
-from arcface_keras.training import TrainConfig, train
+from arcface_keras.toolkit.training import TrainConfig, train
 
 
 def _application_weights(train_model):
-    return [np.array(v) for v in pretrained.pretrained_variables(train_model)]
+    return [np.array(v) for v in pretrained.pretrained_variables(models.parts(train_model)[1])]
 
 
 @pytest.mark.parametrize("name", ["mobilenet_v3_small", "resnet50_v2"])
@@ -81,7 +82,7 @@ def test_frozen_epochs_leave_the_pretrained_part_untouched(tmp_path, rng, monkey
     original = pretrained.BackboneSchedule.on_epoch_end if hasattr(pretrained.BackboneSchedule, "on_epoch_end") else None
 
     def record(self, epoch, logs=None):
-        seen[epoch] = [np.array(v) for v in pretrained.pretrained_variables(self.model)]
+        seen[epoch] = [np.array(v) for v in pretrained.pretrained_variables(models.parts(self.model)[1])]
         if original:
             original(self, epoch, logs)
 

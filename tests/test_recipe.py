@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 from conftest import TINY
 
-from arcface_keras import backbones, models, optimizers, training, whitening
+from arcface_keras import backbones, optimizers, tta, whitening
+from arcface_keras.toolkit import models, training
 from arcface_keras.errors import UserInputError
-from arcface_keras.training import TrainConfig, train
+from arcface_keras.toolkit.training import TrainConfig, train
 
 
 def naive_patches(images, k):
@@ -63,8 +64,8 @@ def test_fastnet_airbench_options_build_save_and_refuse_bad_values(tmp_path):
 def test_translate_shifts_with_reflection(rng):
     images = rng.normal(size=(2, 5, 6, 3)).astype("float32")
     padded = np.pad(images, [(0, 0), (1, 1), (1, 1), (0, 0)], mode="reflect")
-    down = keras.ops.convert_to_numpy(models.Translate(1)(images))
-    up = keras.ops.convert_to_numpy(models.Translate(-1)(images))
+    down = keras.ops.convert_to_numpy(tta.Translate(1)(images))
+    up = keras.ops.convert_to_numpy(tta.Translate(-1)(images))
     np.testing.assert_array_equal(down, padded[:, 0:5, 0:6])
     np.testing.assert_array_equal(up, padded[:, 2:7, 2:8])
     np.testing.assert_array_equal(down[:, 1:, 1:], images[:, :-1, :-1])
@@ -143,7 +144,7 @@ def test_recipe_settings_are_checked_and_old_runs_keep_their_key():
 
 
 def test_ablation_steps_accumulate_and_merge_backbone_options():
-    from arcface_keras import ablation
+    from arcface_keras.studies import ablation
 
     steps = ablation.cumulative([("a", {"backbone": "fastnet", "backbone_options": {"widths": [8]}}),
                                  ("b", {"lr": 0.4}), ("c", {"backbone_options": {"whiten": 2}})])
@@ -156,7 +157,7 @@ def test_ablation_steps_accumulate_and_merge_backbone_options():
 
 @pytest.mark.slow
 def test_ablation_runs_each_step_with_tta_and_writes_its_table(synthetic, tmp_path, monkeypatch):
-    from arcface_keras import ablation
+    from arcface_keras.studies import ablation
 
     monkeypatch.setitem(ablation.STEPS, "mnist", [("start", {"backbone": "fastnet", "backbone_options": {"widths": (8, 16)}}),
                                                    ("+ smoothing", {"label_smoothing": 0.1})])

@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 from conftest import ROOT, TINY, load_script, snapshot, synthetic_npz
 
-from arcface_keras import callbacks, run_folder, training
+from arcface_keras.toolkit import callbacks, run_folder, training
 from arcface_keras.errors import RunFolderError
-from arcface_keras.training import TrainConfig, train
+from arcface_keras.toolkit.training import TrainConfig, train
 
 
 def _epochs(folder):
@@ -32,13 +32,13 @@ def test_default_run_folder_is_named_from_the_data_loaded():
 
 def test_study_default_folder_is_named_from_the_data_loaded(tmp_path, monkeypatch, rng):
     data = synthetic_npz(tmp_path / "parts.npz", rng)
-    from arcface_keras import experiments
+    from arcface_keras.studies import compare
 
-    compare = load_script("compare")
+    script = load_script("compare")
     seen = {}
-    monkeypatch.setattr(experiments, "compare", lambda base, folder, *a: seen.setdefault("folder", folder) and {"dataset": "parts"})
-    monkeypatch.setattr(experiments, "compare_markdown", lambda summary: "")
-    compare.main(["--data", data])
+    monkeypatch.setattr(compare, "compare", lambda base, folder, *a: seen.setdefault("folder", folder) and {"dataset": "parts"})
+    monkeypatch.setattr(compare, "compare_markdown", lambda summary: "")
+    script.main(["--data", data])
     assert seen["folder"] == os.path.join("saved_models", "compare-parts")
 
 
@@ -152,7 +152,7 @@ def test_triplet_run_resumed_after_its_last_epoch_keeps_class_centers(synthetic,
 KILL_DRIVER = textwrap.dedent(
     """
     import os, signal, sys
-    from arcface_keras import export, training
+    from arcface_keras.toolkit import export, training
     data, output, where = sys.argv[1:4]
 
     def kill(*args, **kwargs):
@@ -206,14 +206,14 @@ def test_kill_9_mid_epoch_and_during_export_then_the_same_command_finishes(synth
 
 
 def test_written_files_get_the_mode_open_would_give(tmp_path):
-    from arcface_keras.io import current_umask, write_json_atomic
+    from arcface_keras.toolkit.io import current_umask, write_json_atomic
 
     write_json_atomic(tmp_path / "a.json", {"x": 1})
     assert os.stat(tmp_path / "a.json").st_mode & 0o777 == 0o666 & ~current_umask()
 
 
 def test_export_replaces_an_earlier_export_in_one_step(tmp_path):
-    from arcface_keras import export
+    from arcface_keras.toolkit import export
 
     for version in ("old", "new"):
         staged = tmp_path / f"staged-{version}"

@@ -7,8 +7,9 @@ import json
 
 import pytest
 
-from arcface_keras import experiments, run_folder
-from arcface_keras.config import DEFAULT_OMITTED, RESULT_FREE_FIELDS, TrainConfig, config_record, differing_settings
+from arcface_keras.studies import runner
+from arcface_keras.toolkit import run_folder
+from arcface_keras.toolkit.config import DEFAULT_OMITTED, RESULT_FREE_FIELDS, TrainConfig, config_record, differing_settings
 from arcface_keras.errors import RunFolderError
 
 # A value other than the default for every field that can change a run's results.
@@ -54,8 +55,8 @@ def test_a_finished_run_is_reused_only_under_its_own_settings(tmp_path, name):
     made = dataclasses.replace(TrainConfig(output=str(folder)), **{name: CHANGED[name]})
     folder.mkdir()
     (folder / run_folder.METRICS).write_text(json.dumps({"test_accuracy": 0.5, "config": config_record(made)}))
-    assert experiments.finished_metrics(made) == {"test_accuracy": 0.5, "config": json.loads(json.dumps(config_record(made)))}
-    assert experiments.finished_metrics(TrainConfig(output=str(folder))) is None
+    assert runner.finished_metrics(made) == {"test_accuracy": 0.5, "config": json.loads(json.dumps(config_record(made)))}
+    assert runner.finished_metrics(TrainConfig(output=str(folder))) is None
 
 
 def test_a_setting_stored_before_it_existed_ran_at_its_default():

@@ -61,7 +61,7 @@ def test_evaluate_recomputes_a_saved_run(tmp_path, finished_run):
 
     import keras
 
-    from arcface_keras import models, training
+    from arcface_keras.toolkit import models, training
 
     fields = {field.name for field in dataclasses.fields(training.TrainConfig)}
     splits = training.load_data(training.TrainConfig(**{k: v for k, v in after["config"].items() if k in fields}))

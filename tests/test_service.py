@@ -19,7 +19,7 @@ from test_gallery import _images
 pytest.importorskip("fastapi", reason="the [serve] extra is not installed")
 from fastapi.testclient import TestClient  # noqa: E402
 
-from arcface_keras import service as service_lib  # noqa: E402
+from arcface_keras.toolkit import service as service_lib  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -11,9 +11,9 @@ import pytest
 from conftest import TINY, synthetic_npz
 
 import arcface_keras  # noqa: F401  (registers the layers for load_model)
-from arcface_keras import models, training
+from arcface_keras.toolkit import models, training
 from arcface_keras.errors import UserInputError
-from arcface_keras.training import TrainConfig, train
+from arcface_keras.toolkit.training import TrainConfig, train
 
 
 @pytest.mark.parametrize("loss", ["arcface", "cosface", "sphereface", "softmax", "triplet"])
@@ -66,7 +66,7 @@ def test_keras_file_and_saved_model_reload_to_the_same_outputs(synthetic, tmp_pa
     train(TrainConfig(data=synthetic, epochs=2, batch_size=20, output=str(folder), **TINY))
     images = rng.integers(0, 256, size=(7, 12, 12, 1)).astype("uint8")
     loaded = keras.models.load_model(folder / "model.keras")  # safe mode, no custom_objects
-    expected = arcface_keras.models.inference_model(loaded).predict(images.astype("float32"), verbose=0)
+    expected = models.inference_model(loaded).predict(images.astype("float32"), verbose=0)
     np.save(tmp_path / "images.npy", images)
     # A fresh process that never imports arcface_keras.
     code = textwrap.dedent(
@@ -91,7 +91,7 @@ def test_keras_file_and_saved_model_reload_to_the_same_outputs(synthetic, tmp_pa
 
 
 def test_killed_run_resumes_where_it_stopped(synthetic, tmp_path, monkeypatch):
-    from arcface_keras.callbacks import EpochBackup
+    from arcface_keras.toolkit.callbacks import EpochBackup
 
     folder = tmp_path / "run"
     config = TrainConfig(data=synthetic, epochs=4, batch_size=40, output=str(folder), **TINY)
@@ -139,7 +139,7 @@ def test_mirrored_strategy_on_two_cpu_devices(synthetic, tmp_path):
         import tensorflow as tf
         cpu = tf.config.list_physical_devices("CPU")[0]
         tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-        from arcface_keras.training import TrainConfig, train, make_strategy
+        from arcface_keras.toolkit.training import TrainConfig, train, make_strategy
         assert make_strategy("mirrored").num_replicas_in_sync == 2
         m = train(TrainConfig(data={synthetic!r}, epochs=3, batch_size=20, strategy="mirrored",
                               output={str(tmp_path / "run")!r}, backbone_options={{"widths": (8, 16)}}, embedding_dim=16, verbose=0))
@@ -200,7 +200,7 @@ def test_two_classes_work_end_to_end(tmp_path, rng):
 
 
 def test_batch_norm_parameters_can_be_kept_out_of_weight_decay():
-    from arcface_keras import models
+    from arcface_keras.toolkit import models
 
     model, _ = models.build_models(4, (12, 12, 1), (0.5,), (0.25,), **{k: v for k, v in TINY.items() if k != "verbose"})
     for decay_batch_norm in (True, False):
@@ -299,7 +299,7 @@ def test_deterministic_runs_are_bit_identical(synthetic, tmp_path):
     code = textwrap.dedent(
         f"""
         import json
-        from arcface_keras.training import TrainConfig, train
+        from arcface_keras.toolkit.training import TrainConfig, train
         results = []
         for run in ("a", "b"):
             train(TrainConfig(data={synthetic!r}, epochs=2, batch_size=20, deterministic=True, augment="shift",
@@ -320,7 +320,7 @@ def test_deterministic_runs_are_bit_identical(synthetic, tmp_path):
 def test_label_smoothing_and_weight_averaging_train_and_end_with_the_average(tmp_path, monkeypatch):
     import keras
 
-    from arcface_keras import training
+    from arcface_keras.toolkit import training
 
     finals = []
     original = keras.optimizers.SGD.finalize_variable_values
