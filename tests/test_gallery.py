@@ -135,3 +135,11 @@ def test_verify_two_images(finished_run, tmp_path, capsys):
     assert "cosine 1.0000" in capsys.readouterr().out
     assert load_script("verify").main([str(finished_run), a, b]) == 0
     assert ": different" in capsys.readouterr().out
+
+
+def test_search_stays_with_numpy_by_default_at_any_gallery_size(rng, monkeypatch):
+    # measured faster than faiss' exact index at 10k, 100k and 1M classes (docs/benchmarks.md)
+    monkeypatch.setattr(gallery, "_faiss", lambda: pytest.fail("faiss was used without use_faiss=True"))
+    centers = rng.normal(size=(150_000, 4)).astype("float32")
+    indices, _ = gallery.search(centers, centers[[7, 149_999]], top_k=1)
+    np.testing.assert_array_equal(indices[:, 0], [7, 149_999])
