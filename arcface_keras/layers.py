@@ -310,7 +310,7 @@ class AngularMarginLayer(keras.layers.Layer):
         if labels is not None and self.partial:
             return partial_fc.partial_logits(self, embeddings, self._validated_labels(labels, embeddings), scale)
         kernel = self.centers()
-        inverse_norms = ops.rsqrt(ops.maximum(ops.sum(ops.square(kernel), axis=0), _EPSILON))
+        inverse_norms = numerics.inverse_column_norms(kernel)
         # s·cos θ for every center; s is folded into the (B, D) side and the
         # center norms into one product, so the (B, C·K) logits are touched
         # once before the margin.
@@ -407,7 +407,7 @@ class AngularMarginLayer(keras.layers.Layer):
                 per_class = ops.reshape(ops.stop_gradient(center_logits), (-1, self.num_classes, self.sub_centers))
                 scores = ops.take_along_axis(per_class, ops.reshape(labels, (-1, 1, 1)), axis=1)[:, 0, :]
             column = labels * self.sub_centers + ops.cast(ops.argmax(scores, axis=-1), "int32")
-        return _l2_normalize(ops.transpose(ops.take(kernel, column, axis=1)), axis=-1)  # kernel: (D, C·K)
+        return _l2_normalize(ops.transpose(numerics.gather_columns(kernel, column)), axis=-1)  # kernel: (D, C·K)
 
     def _per_row(self, margin, labels):
         if isinstance(margin, list):

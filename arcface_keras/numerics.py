@@ -52,3 +52,50 @@ def margin_target(theta, m1, m2, m3, easy_margin=False):
     if easy_margin:
         target = ops.where(cosine > 0.0, target, cosine)
     return target
+
+
+@ops.custom_gradient
+def inverse_column_norms(kernel):
+    """``1 / |w_j|`` of every column of a (D, C) kernel (squared norms floored
+    at `EPSILON`), with its gradient in one pass over the kernel.
+
+    The same values and gradient as ``rsqrt(maximum(sum(square(kernel), 0), ε))``
+    differentiated op by op, which materialises a broadcast and two products
+    of the kernel's size on the way back (measured: the largest part of the
+    margin head's cost over a `Dense` head at 100,000 classes).
+    """
+    squared = ops.sum(ops.square(kernel), axis=0)
+    inverse = ops.rsqrt(ops.maximum(squared, EPSILON))
+
+    def grad(*args, upstream=None):
+        if upstream is None:  # TensorFlow and JAX pass it positionally, PyTorch by keyword
+            (upstream,) = args
+        # d rsqrt(q) / dw = −q^(−3/2)·w where q > ε; zero where the floor holds
+        coefficient = ops.where(squared > EPSILON, -upstream * inverse * inverse * inverse, 0.0)
+        return kernel * coefficient
+
+    return inverse, grad
+
+
+def gather_columns(kernel, columns):
+    """``kernel[:, columns]``, (D, B), with a gradient written straight into a
+    (D, C) tensor (one pass over the kernel's size), where a gather along
+    axis 1 differentiates through a transpose and a segment sum of the
+    transposed kernel on TensorFlow."""
+
+    @ops.custom_gradient
+    def gather(kernel):
+        def grad(*args, upstream=None):
+            if upstream is None:
+                (upstream,) = args
+            rows = ops.shape(kernel)[0]
+            count = ops.shape(columns)[0]
+            # every (d, columns[i]) pair; repeated columns add up, as a gather's gradient does
+            row_ids = ops.reshape(ops.repeat(ops.expand_dims(ops.arange(rows, dtype="int32"), 1), count, axis=1), (-1,))
+            column_ids = ops.reshape(ops.repeat(ops.expand_dims(columns, 0), rows, axis=0), (-1,))
+            indices = ops.stack([row_ids, column_ids], axis=1)
+            return ops.scatter(indices, ops.reshape(upstream, (-1,)), ops.shape(kernel))
+
+        return ops.take(kernel, columns, axis=1), grad
+
+    return gather(kernel)

@@ -44,6 +44,7 @@ from arcface_keras.toolkit.io import write_json_atomic, write_text_atomic  # noq
 
 BATCH, DIM = 256, 512
 SCALE, MARGIN = 30.0, 0.5
+JIT_COMPILE = False  # --jit-compile: the TensorFlow steps compiled with XLA
 
 
 def compiled_step(logits_fn, variables, x, y):
@@ -51,7 +52,7 @@ def compiled_step(logits_fn, variables, x, y):
     embeddings = tf.Variable(x)
     labels = tf.constant(y)
 
-    @tf.function
+    @tf.function(jit_compile=JIT_COMPILE)
     def step():
         with tf.GradientTape() as tape:
             logits = logits_fn(embeddings, labels)
@@ -81,7 +82,7 @@ def naive_step(num_classes, x, y):
     cos_m, sin_m = np.cos(MARGIN), np.sin(MARGIN)
     threshold, fallback = np.cos(np.pi - MARGIN), np.sin(np.pi - MARGIN) * MARGIN
 
-    @tf.function
+    @tf.function(jit_compile=JIT_COMPILE)
     def step():
         with tf.GradientTape() as tape:
             cosine = tf.matmul(tf.nn.l2_normalize(xv, axis=1), tf.nn.l2_normalize(kernel, axis=0))
@@ -282,11 +283,13 @@ def time_once(step):
     return time.perf_counter() - start
 
 
-def benchmark(classes, rounds):
+CONTENDERS = ("dense", "arcface_keras", "naive_tf", "pml_torch")
+
+
+def benchmark(classes, rounds, names=CONTENDERS):
     rng = np.random.default_rng(0)
-    contenders = {"dense": dense_step, "arcface_keras": arcface_step, "naive_tf": naive_step}
-    if _have_pml():
-        contenders["pml_torch"] = pml_step
+    makers = {"dense": dense_step, "arcface_keras": arcface_step, "naive_tf": naive_step, "pml_torch": pml_step}
+    contenders = {name: makers[name] for name in names if name != "pml_torch" or _have_pml()}
     rows = []
     for num_classes in classes:
         x = rng.normal(size=(BATCH, DIM)).astype("float32")
@@ -301,11 +304,12 @@ def benchmark(classes, rounds):
     return rows
 
 
-def to_markdown(rows):
+def to_markdown(rows, command=""):
     names = list(rows[0]["seconds"])
     lines = [
-        f"Forward+backward of the head, batch {BATCH}, dim {DIM}, median seconds per step "
-        "(ratio to the Dense head in brackets).",
+        f"Forward+backward of the head, batch {BATCH}, dim {DIM}, {'XLA' if JIT_COMPILE else 'no XLA'}, median seconds "
+        "per step of the interleaved rounds (ratio to the Dense head in brackets).",
+        *([f"`{command}`"] if command else []),
         "",
         "| classes | " + " | ".join(names) + " |",
         "| --- |" + " --- |" * len(names),
@@ -327,16 +331,23 @@ def main(argv=None):
     parser.add_argument("--classes", type=int, nargs="+", default=None)
     parser.add_argument("--partial", action="store_true", help="Partial FC: sample rates 1.0, 0.3, 0.1")
     parser.add_argument("--rounds", type=int, default=7, help="timed steps per contender (median)")
+    parser.add_argument("--contenders", nargs="+", choices=CONTENDERS, default=list(CONTENDERS),
+                        help="the heads to time (dense is the baseline and always timed)")
+    parser.add_argument("--jit-compile", action="store_true", help="compile the TensorFlow steps with XLA")
     parser.add_argument("--output", default="results/benchmark_head", help="path prefix of the .json and .md")
     args = parser.parse_args(argv)
+    global JIT_COMPILE
+    JIT_COMPILE = args.jit_compile
+    args.contenders = ["dense", *[name for name in args.contenders if name != "dense"]]
     args.classes_given = args.classes is not None
     if args.partial:
         return main_partial(args, argv)
-    rows = benchmark(args.classes or [10, 1000, 100000], args.rounds)
+    rows = benchmark(args.classes or [10, 1000, 100000], args.rounds, args.contenders)
     meta = {
         "batch": BATCH,
         "dim": DIM,
         "rounds": args.rounds,
+        "jit_compile": args.jit_compile,
         "cpu_count": os.cpu_count(),
         "machine": platform.processor() or platform.machine(),
         "tensorflow": tf.__version__,
@@ -344,8 +355,8 @@ def main(argv=None):
         "command": "python scripts/benchmark_head.py " + " ".join(sys.argv[1:] if argv is None else argv),
     }
     write_json_atomic(args.output + ".json", {"meta": meta, "rows": rows})
-    write_text_atomic(args.output + ".md", to_markdown(rows))
-    print(to_markdown(rows))
+    write_text_atomic(args.output + ".md", to_markdown(rows, meta["command"]))
+    print(to_markdown(rows, meta["command"]))
 
 
 if __name__ == "__main__":

@@ -352,6 +352,7 @@ def test_train_without_test_evaluation_finishes_with_a_summary(synthetic, tmp_pa
     assert "test accuracy" not in out and f"validation accuracy {metrics['val_accuracy']:.4f}" in out
 
 
+@pytest.mark.slow
 def test_the_commands_say_in_one_line_when_tensorflow_is_not_their_backend(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "KERAS_BACKEND"}
     jax = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "evaluate.py"), str(tmp_path)],

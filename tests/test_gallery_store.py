@@ -83,6 +83,7 @@ def _check_complete(path, rows):
     return snapshot.class_names
 
 
+@pytest.mark.slow
 def test_concurrent_writers_lose_nothing(tmp_path):
     path = str(tmp_path / "gallery.db")
     env = {**os.environ, "PYTHONPATH": ROOT, "KERAS_BACKEND": "numpy"}  # no TensorFlow to import

@@ -470,3 +470,74 @@ def test_numerics_match_the_textbook_formulas_in_float64(rng):
     np.testing.assert_allclose(target, naive, atol=1e-12)
     easy = keras.ops.convert_to_numpy(numerics.margin_target(keras.ops.convert_to_tensor(theta), m1, m2, m3, easy_margin=True))
     np.testing.assert_allclose(easy, np.where(np.cos(theta) > 0, naive, np.cos(theta)), atol=1e-12)
+
+
+@pytest.mark.parametrize("variant", ["arcface", "combined", "sub-centers", "per-class", "easy"])
+def test_kernel_gradients_match_finite_differences_of_reference(variant):
+    # The head's kernel gradient has its own code (numerics.inverse_column_norms, gather_columns): against float64.
+    make, params = VARIANTS[variant]
+    rng = np.random.default_rng(4)
+    embeddings, kernel, labels = _inputs(rng, batch=6, dim=4, sub_centers=params.get("sub_centers", 1))
+    embeddings = rng.normal(size=embeddings.shape).astype("float32")
+    labels[1] = labels[0]  # a class twice in the batch: its column's gradient adds up
+    layer = _layer_with_kernel(make(), kernel)
+    _, (_, grad) = _loss_and_gradients(layer, embeddings, labels)
+
+    def reference_loss(k):
+        logits = reference_logits(embeddings.astype("float64"), k, labels, **params)
+        logits -= logits.max(axis=1, keepdims=True)
+        log_probs = logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
+        return -log_probs[np.arange(len(labels)), labels].mean()
+
+    numeric = np.zeros(kernel.shape)
+    step = 1e-6
+    for index in np.ndindex(*kernel.shape):
+        plus, minus = kernel.astype("float64"), kernel.astype("float64")
+        plus[index] += step
+        minus[index] -= step
+        numeric[index] = (reference_loss(plus) - reference_loss(minus)) / (2 * step)
+    np.testing.assert_allclose(tf.convert_to_tensor(grad).numpy(), numeric, rtol=1e-2, atol=2e-3)
+
+
+_KERNEL_GRADIENT = """
+import json, sys
+import numpy as np
+import keras
+from arcface_keras import ArcMarginLayer
+
+rng = np.random.default_rng(0)
+e, k = rng.normal(size=(6, 4)).astype("float32"), rng.normal(size=(4, 7)).astype("float32")
+y = np.array([1, 1, 3, 0, 6, 2], "int32")
+layer = ArcMarginLayer(7, scale=30.0, margin=0.5)
+layer.build((None, 4))
+layer.kernel.assign(k)
+if keras.backend.backend() == "jax":
+    import jax
+
+    def loss(kernel):
+        logits, _ = layer.stateless_call([kernel], [v.value for v in layer.non_trainable_variables], [e, y])
+        return keras.ops.mean(keras.losses.sparse_categorical_crossentropy(y, logits, from_logits=True))
+
+    gradient = np.asarray(jax.grad(loss)(k))
+else:  # torch
+    import torch
+
+    logits = layer([torch.tensor(e), torch.tensor(y)])
+    keras.ops.mean(keras.losses.sparse_categorical_crossentropy(torch.tensor(y).long(), logits, from_logits=True)).backward()
+    gradient = layer.kernel.value.grad.numpy()
+print(json.dumps(gradient.tolist()))
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", ["jax", "torch"])
+def test_kernel_gradient_is_the_same_on_jax_and_torch(backend):
+    result = subprocess.run([sys.executable, "-c", _KERNEL_GRADIENT], capture_output=True, text=True, timeout=300,
+                            env={**os.environ, "KERAS_BACKEND": backend})
+    assert result.returncode == 0, result.stderr[-2000:]
+    other = np.array(json.loads(result.stdout.strip().splitlines()[-1]))
+    rng = np.random.default_rng(0)
+    e, k = rng.normal(size=(6, 4)).astype("float32"), rng.normal(size=(4, 7)).astype("float32")
+    layer = _layer_with_kernel(ArcMarginLayer(7, scale=30.0, margin=0.5), k)
+    _, (_, gradient) = _loss_and_gradients(layer, e, np.array([1, 1, 3, 0, 6, 2], "int32"))
+    np.testing.assert_allclose(other, tf.convert_to_tensor(gradient).numpy(), atol=1e-5)

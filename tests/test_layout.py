@@ -7,6 +7,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PACKAGE = os.path.join(ROOT, "arcface_keras")
 
@@ -39,6 +41,7 @@ def test_the_library_imports_neither_the_toolkit_nor_the_studies():
         assert not wrong, (os.path.relpath(path, PACKAGE), wrong)
 
 
+@pytest.mark.slow
 def test_under_jax_the_library_loads_no_tensorflow_matplotlib_or_scikit_learn():
     # Keras itself imports matplotlib and scikit-learn when they are installed: measured against Keras alone.
     code = ("import sys, keras; before = set(sys.modules); import arcface_keras; from arcface_keras import "
