@@ -28,10 +28,6 @@ __all__ = [
     "margins_from_class_counts",
 ]
 
-_EPSILON = numerics.EPSILON
-_l2_normalize = numerics.l2_normalize
-
-
 def _as_margin(name, value, num_classes, low, high, high_inclusive=False):
     """Validate a scalar or per-class margin; return a float or a list."""
     array = np.asarray(value, dtype="float64")
@@ -305,7 +301,7 @@ class AngularMarginLayer(keras.layers.Layer):
             embeddings, labels = inputs
         else:
             embeddings, labels = inputs, None
-        embeddings = _l2_normalize(ops.cast(embeddings, "float32"), axis=-1)
+        embeddings = numerics.l2_normalize(ops.cast(embeddings, "float32"), axis=-1)
         scale = self.current_scale
         if labels is not None and self.partial:
             return partial_fc.partial_logits(self, embeddings, self._validated_labels(labels, embeddings), scale)
@@ -336,7 +332,7 @@ class AngularMarginLayer(keras.layers.Layer):
         if self.partial:
             raise ValueError("`apply_margin` needs the exact head; Partial FC scores a sample of classes. "
                              f"Received: sample_rate={self.sample_rate}")
-        embeddings = _l2_normalize(ops.cast(embeddings, "float32"), axis=-1)
+        embeddings = numerics.l2_normalize(ops.cast(embeddings, "float32"), axis=-1)
         labels = self._validated_labels(labels, embeddings)
         centers = self._true_centers(self.centers(), labels, None, embeddings)
         return self._with_margin(embeddings, labels, ops.cast(logits, "float32"), centers)
@@ -401,13 +397,13 @@ class AngularMarginLayer(keras.layers.Layer):
             # No gradient through the choice of center, as with the max above.
             if center_logits is None:
                 columns = ops.expand_dims(labels * self.sub_centers, 1) + ops.arange(self.sub_centers, dtype="int32")
-                own = _l2_normalize(ops.take(ops.transpose(ops.stop_gradient(kernel)), columns, axis=0), axis=-1)
+                own = numerics.l2_normalize(ops.take(ops.transpose(ops.stop_gradient(kernel)), columns, axis=0), axis=-1)
                 scores = ops.sum(own * ops.expand_dims(ops.stop_gradient(embeddings), 1), axis=-1)  # (B, K)
             else:
                 per_class = ops.reshape(ops.stop_gradient(center_logits), (-1, self.num_classes, self.sub_centers))
                 scores = ops.take_along_axis(per_class, ops.reshape(labels, (-1, 1, 1)), axis=1)[:, 0, :]
             column = labels * self.sub_centers + ops.cast(ops.argmax(scores, axis=-1), "int32")
-        return _l2_normalize(ops.transpose(numerics.gather_columns(kernel, column)), axis=-1)  # kernel: (D, C·K)
+        return numerics.l2_normalize(ops.transpose(numerics.gather_columns(kernel, column)), axis=-1)  # kernel: (D, C·K)
 
     def _per_row(self, margin, labels):
         if isinstance(margin, list):

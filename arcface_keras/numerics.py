@@ -61,8 +61,7 @@ def inverse_column_norms(kernel):
 
     The same values and gradient as ``rsqrt(maximum(sum(square(kernel), 0), ε))``
     differentiated op by op, which materialises a broadcast and two products
-    of the kernel's size on the way back (measured: the largest part of the
-    margin head's cost over a `Dense` head at 100,000 classes).
+    of the kernel's size on the way back.
     """
     squared = ops.sum(ops.square(kernel), axis=0)
     inverse = ops.rsqrt(ops.maximum(squared, EPSILON))

@@ -166,6 +166,25 @@ def _loss_and_gradients(layer, embeddings, labels):
     return loss, tape.gradient(loss, [embeddings, layer.kernel])
 
 
+def _reference_loss(embeddings, kernel, labels, params):
+    """Mean cross-entropy of the float64 reference logits."""
+    logits = reference_logits(embeddings, kernel, labels, **params)
+    logits -= logits.max(axis=1, keepdims=True)
+    log_probs = logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
+    return -log_probs[np.arange(len(labels)), labels].mean()
+
+
+def _central_differences(loss, x, step):
+    """The gradient of `loss` at `x`, one float64 central difference per element."""
+    numeric = np.zeros(x.shape)
+    for index in np.ndindex(*x.shape):
+        plus, minus = x.astype("float64"), x.astype("float64")
+        plus[index] += step
+        minus[index] -= step
+        numeric[index] = (loss(plus) - loss(minus)) / (2 * step)
+    return numeric
+
+
 @pytest.mark.parametrize("variant", sorted(VARIANTS))
 def test_gradients_finite_everywhere(variant, rng):
     make, params = VARIANTS[variant]
@@ -191,19 +210,7 @@ def test_gradients_match_finite_differences_of_reference(variant):
     layer = _layer_with_kernel(make(), kernel)
     _, (grad, _) = _loss_and_gradients(layer, embeddings, labels)
 
-    def reference_loss(x):
-        logits = reference_logits(x, kernel, labels, **params)
-        logits -= logits.max(axis=1, keepdims=True)
-        log_probs = logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
-        return -log_probs[np.arange(len(labels)), labels].mean()
-
-    numeric = np.zeros(embeddings.shape)
-    step = 1e-5
-    for index in np.ndindex(*embeddings.shape):
-        plus, minus = embeddings.astype("float64"), embeddings.astype("float64")
-        plus[index] += step
-        minus[index] -= step
-        numeric[index] = (reference_loss(plus) - reference_loss(minus)) / (2 * step)
+    numeric = _central_differences(lambda x: _reference_loss(x, kernel, labels, params), embeddings, step=1e-5)
     np.testing.assert_allclose(grad.numpy(), numeric, rtol=1e-2, atol=2e-3)
 
 
@@ -483,19 +490,8 @@ def test_kernel_gradients_match_finite_differences_of_reference(variant):
     layer = _layer_with_kernel(make(), kernel)
     _, (_, grad) = _loss_and_gradients(layer, embeddings, labels)
 
-    def reference_loss(k):
-        logits = reference_logits(embeddings.astype("float64"), k, labels, **params)
-        logits -= logits.max(axis=1, keepdims=True)
-        log_probs = logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
-        return -log_probs[np.arange(len(labels)), labels].mean()
-
-    numeric = np.zeros(kernel.shape)
-    step = 1e-6
-    for index in np.ndindex(*kernel.shape):
-        plus, minus = kernel.astype("float64"), kernel.astype("float64")
-        plus[index] += step
-        minus[index] -= step
-        numeric[index] = (reference_loss(plus) - reference_loss(minus)) / (2 * step)
+    numeric = _central_differences(lambda k: _reference_loss(embeddings.astype("float64"), k, labels, params), kernel,
+                                   step=1e-6)
     np.testing.assert_allclose(tf.convert_to_tensor(grad).numpy(), numeric, rtol=1e-2, atol=2e-3)
 
 

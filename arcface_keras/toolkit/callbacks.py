@@ -242,7 +242,7 @@ class TestEachEpoch(keras.callbacks.Callback):
                 self.rows = json.load(file)
 
     def on_epoch_begin(self, epoch, logs=None):
-        self.rows = [row for row in self.rows if row["epoch"] < epoch + 1]
+        self.rows = [row for row in self.rows if row["epoch"] <= epoch]
 
     def on_epoch_end(self, epoch, logs=None):
         probabilities = models.predict(self.inference_model, self.images, self.batch_size)["probabilities"]
