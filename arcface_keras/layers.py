@@ -306,6 +306,10 @@ class AngularMarginLayer(keras.layers.Layer):
         if labels is not None and self.partial:
             return partial_fc.partial_logits(self, embeddings, self._validated_labels(labels, embeddings), scale)
         kernel = self.centers()
+        if labels is not None and self.sub_centers == 1:  # the common case, with its gradient written out
+            labels = self._validated_labels(labels, embeddings)
+            return numerics.exact_margin_logits(embeddings, kernel, labels, scale, *self._margins(labels),
+                                                easy_margin=self.easy_margin)
         inverse_norms = numerics.inverse_column_norms(kernel)
         # s·cos θ for every center; s is folded into the (B, D) side and the
         # center norms into one product, so the (B, C·K) logits are touched
@@ -410,12 +414,14 @@ class AngularMarginLayer(keras.layers.Layer):
             return ops.take(ops.convert_to_tensor(margin, dtype="float32"), labels)
         return ops.convert_to_tensor(margin, dtype="float32")
 
-    def _target_cosine(self, embeddings, centers, labels):
+    def _margins(self, labels):
+        """m1, m2, m3 of each row (or scalars), scaled by the schedulable `margin_factor`."""
         factor = self.margin_factor
-        m1 = 1.0 + factor * (self._per_row(self.m1, labels) - 1.0)
-        m2 = factor * self._per_row(self.m2, labels)
-        m3 = factor * self._per_row(self.m3, labels)
-        return numerics.margin_target(numerics.angle(embeddings, centers), m1, m2, m3, self.easy_margin)
+        return (1.0 + factor * (self._per_row(self.m1, labels) - 1.0), factor * self._per_row(self.m2, labels),
+                factor * self._per_row(self.m3, labels))
+
+    def _target_cosine(self, embeddings, centers, labels):
+        return numerics.margin_target(numerics.angle(embeddings, centers), *self._margins(labels), self.easy_margin)
 
     def compute_output_shape(self, input_shape):
         """``(B, C)``; with labels and ``sample_rate < 1``, the partial logits'

@@ -93,8 +93,90 @@ def gather_columns(kernel, columns):
             row_ids = ops.reshape(ops.repeat(ops.expand_dims(ops.arange(rows, dtype="int32"), 1), count, axis=1), (-1,))
             column_ids = ops.reshape(ops.repeat(ops.expand_dims(columns, 0), rows, axis=0), (-1,))
             indices = ops.stack([row_ids, column_ids], axis=1)
-            return ops.scatter(indices, ops.reshape(upstream, (-1,)), ops.shape(kernel))
+            # scatter_update, not ops.scatter: Keras' PyTorch scatter loops in Python per index
+            zeros = ops.zeros(ops.shape(kernel), dtype=upstream.dtype)
+            return ops.scatter_update(zeros, indices, ops.reshape(upstream, (-1,)), reduction="add")
 
         return ops.take(kernel, columns, axis=1), grad
 
     return gather(kernel)
+
+
+def margin_slope(theta, m1, m2, m3, easy_margin=False):
+    """``d margin_target / dθ``: ``−m1·sin(m1·θ + m2)``, or ``−sin θ`` past the
+    fallback's boundary and, with `easy_margin`, where ``cos θ ≤ 0``."""
+    m1, m2 = (ops.cast(m, theta.dtype) if hasattr(m, "dtype") else ops.convert_to_tensor(m, dtype=theta.dtype)
+              for m in (m1, m2))
+    shifted = m1 * theta + m2
+    slope = ops.where(shifted <= math.pi, -m1 * ops.sin(shifted), -ops.sin(theta))
+    if easy_margin:
+        slope = ops.where(ops.cos(theta) > 0.0, slope, -ops.sin(theta))
+    return slope
+
+
+def _segment_sum(values, labels, count):
+    """``Σ values[i]`` over the rows `i` of each label, a (count,) vector."""
+    zeros = ops.zeros((count,), dtype=values.dtype)
+    return ops.scatter_update(zeros, ops.expand_dims(labels, 1), values, reduction="add")
+
+
+def exact_margin_logits(embeddings, kernel, labels, scale, m1, m2, m3, easy_margin=False):
+    """The exact head's training logits, one center per class: ``s·cos θ_ij``
+    of unit `embeddings` (B, D) against every column of `kernel` (D, C), each
+    row's true class replaced by ``s·margin_target(θ_iy)``, θ_iy from `angle`.
+
+    Its gradient is written out: the margin's path reaches the true class's
+    center only in the plane of the embedding and that center, so its part in
+    the kernel gradient rides in the (B, C) matrix that the matmul's gradient
+    multiplies anyway (the e-direction) and in a per-class coefficient of the
+    kernel beside the center norms' own (the center's direction). No (D, C)
+    scatter and one (D, C) product in all, where autodiff adds three kernel
+    gradients of that size. `m1`, `m2`, `m3` are scalars or per-row (B,).
+    """
+    rows = ops.arange(ops.shape(labels)[0], dtype="int32")
+    indices = ops.stack([rows, labels], axis=1)
+    count = ops.shape(kernel)[1]
+
+    @ops.custom_gradient
+    def head(embeddings, kernel):
+        squared = ops.sum(ops.square(kernel), axis=0)
+        inverse = ops.rsqrt(ops.maximum(squared, EPSILON))
+        cosine_logits = ops.matmul(embeddings * scale, kernel) * inverse
+        own_inverse = ops.take(inverse, labels)
+        centers = ops.transpose(ops.take(kernel, labels, axis=1)) * ops.expand_dims(own_inverse, 1)
+        theta = angle(embeddings, centers)
+        target = scale * margin_target(theta, m1, m2, m3, easy_margin)
+        logits = ops.scatter_update(cosine_logits, indices, target)
+
+        def grad(*args, upstream=None):
+            if upstream is None:  # TensorFlow and JAX pass it positionally, PyTorch by keyword
+                (upstream,) = args
+            # dL/dθ of each row's target
+            upstream_true = ops.take_along_axis(upstream, ops.expand_dims(labels, 1), axis=1)[:, 0]
+            gamma = upstream_true * scale * margin_slope(theta, m1, m2, m3, easy_margin)
+            # θ = 2·atan2(p, q), p = |e − c|, q = |e + c| (floored as `angle` floors them):
+            # dθ/de = cu·(e − c) − cv·(e + c), dθ/dc = −cu·(e − c) − cv·(e + c)
+            difference = ops.sum(ops.square(embeddings - centers), axis=-1)
+            total = ops.sum(ops.square(embeddings + centers), axis=-1)
+            p, q = ops.sqrt(ops.maximum(difference, EPSILON)), ops.sqrt(ops.maximum(total, EPSILON))
+            k = 2.0 / (p * p + q * q)
+            cu = ops.where(difference > EPSILON, k * q / p, 0.0)
+            cv = ops.where(total > EPSILON, k * p / q, 0.0)
+            # Through c = w·|w|⁻¹ the true column's gradient is |w|⁻¹·(g − c·(c·g)), g = γ·dθ/dc:
+            # its e-part goes into the matmul's (B, C) factor, its c-part into a per-class coefficient.
+            normed = ops.cast(ops.take(squared, labels) > EPSILON, "float32")
+            center_part = gamma * ((cu - cv) * (1.0 - normed * ops.sum(centers * centers, axis=-1))
+                                   + normed * (cu + cv) * ops.sum(embeddings * centers, axis=-1))
+            folded = ops.scatter_update(upstream * inverse, indices, -own_inverse * gamma * (cu + cv) / scale)
+            grad_embeddings = (scale * ops.matmul(folded, ops.transpose(kernel))
+                               + ops.expand_dims(gamma * (cu - cv), 1) * embeddings)
+            # the center norms: dL/d|w_j|⁻¹ = Σ_i G_ij·Z_ij / |w_j|⁻¹ over the rows whose class is not j
+            norm_upstream = (ops.sum(upstream * logits, axis=0) - _segment_sum(upstream_true * target, labels, count)) / inverse
+            coefficient = (ops.where(squared > EPSILON, -norm_upstream * inverse * inverse * inverse, 0.0)
+                           + _segment_sum(own_inverse * own_inverse * center_part, labels, count))
+            grad_kernel = ops.matmul(ops.transpose(embeddings * scale), folded) + kernel * coefficient
+            return grad_embeddings, grad_kernel
+
+        return logits, grad
+
+    return head(embeddings, kernel)

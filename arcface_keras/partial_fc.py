@@ -26,7 +26,9 @@ def partial_logits(layer, embeddings, labels, scale):
     per_center = ops.reshape(center_logits, (-1, count, per_class))
     logits = ops.max(per_center, axis=-1)
     # Where each label sits in the sample, and its closest sub-center there.
-    position_of = ops.scatter(ops.expand_dims(sample, 1), ops.arange(count, dtype="int32"), (layer.num_classes,))
+    # The sample holds each class once; scatter_update, not ops.scatter (a Python loop on PyTorch).
+    position_of = ops.scatter_update(ops.zeros((layer.num_classes,), dtype="int32"), ops.expand_dims(sample, 1),
+                                     ops.arange(count, dtype="int32"))
     positions = ops.take(position_of, labels)
     own = ops.take_along_axis(ops.stop_gradient(per_center), ops.reshape(positions, (-1, 1, 1)), axis=1)
     best = ops.cast(ops.argmax(own[:, 0, :], axis=-1), "int32")

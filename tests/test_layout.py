@@ -52,3 +52,13 @@ def test_under_jax_the_library_loads_no_tensorflow_matplotlib_or_scikit_learn():
     assert result.returncode == 0, result.stderr[-2000:]
     loaded = set(json.loads(result.stdout.strip().splitlines()[-1]))
     assert not loaded & {"tensorflow", "matplotlib", "sklearn"}, loaded
+
+
+def test_the_library_calls_no_keras_ops_scatter():
+    # Keras 3.15's PyTorch backend runs `ops.scatter` as a Python loop over every index
+    # (keras/src/backend/torch/core.py): 3 s for the kernel gradient of a 1,000-class head.
+    # `ops.scatter_update` (with reduction="add" where indices repeat) is one vectorised call.
+    for path in _modules(PACKAGE):
+        for node in ast.walk(ast.parse(open(path, encoding="utf-8").read())):
+            if isinstance(node, ast.Attribute) and node.attr == "scatter" and getattr(node.value, "id", "") == "ops":
+                raise AssertionError(f"{os.path.relpath(path, ROOT)}:{node.lineno} calls ops.scatter")

@@ -166,3 +166,39 @@ def test_embedding_spread_reports_each_backbone():
     assert len(rows) == 4
     with_bn = [float(line.split("|")[3]) for line in rows if "| yes |" in line]
     assert all(abs(value) < 0.2 for value in with_bn)  # batch norm centers the embeddings
+
+
+def test_jpeg_pack_round_trips_an_image_npz(tmp_path):
+    rng = np.random.default_rng(0)
+    ramp = np.add.outer(np.arange(32), np.arange(32))[None, :, :, None] * 3  # smooth images: JPEG's easy case
+    smooth = (ramp + rng.integers(0, 60, size=(10, 1, 1, 3))).astype("uint8")
+    np.savez(tmp_path / "in.npz", x_train=smooth[:7], y_train=np.arange(7, dtype="uint8"), x_test=smooth[7:],
+             y_test=np.arange(3, dtype="uint8"))
+    assert run_script("jpeg_pack.py", "pack", str(tmp_path / "in.npz"), str(tmp_path / "packed.npz")).returncode == 0
+    assert run_script("jpeg_pack.py", "unpack", str(tmp_path / "packed.npz"), str(tmp_path / "out.npz")).returncode == 0
+    out = np.load(tmp_path / "out.npz")
+    np.testing.assert_array_equal(out["y_train"], np.arange(7))
+    assert out["x_train"].shape == (7, 32, 32, 3) and out["x_test"].shape == (3, 32, 32, 3)
+    error = np.abs(out["x_train"].astype(int) - smooth[:7]).mean()
+    assert 0 < error < 2, error  # JPEG at quality 75: close, not exact
+
+
+def test_benchmark_head_times_the_task_path(tmp_path):
+    module = load_script("benchmark_head")
+    rows = module.benchmark([10], 1, names=("dense", "arcface_task"))
+    assert set(rows[0]["seconds"]) == {"dense", "arcface_task"} and rows[0]["ratio_to_dense"]["dense"] == 1.0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", ["jax", "torch"])
+def test_benchmark_head_backends_runs_on_jax_and_torch(backend, tmp_path):
+    import subprocess
+    import sys
+
+    script = os.path.join(os.path.dirname(__file__), "..", "scripts", "benchmark_head_backends.py")
+    done = subprocess.run([sys.executable, script, "--classes", "10", "--rounds", "1", "--output", str(tmp_path / "h")],
+                          capture_output=True, text=True, timeout=300, env={**os.environ, "KERAS_BACKEND": backend})
+    assert done.returncode == 0, done.stderr[-2000:]
+    record = json.loads((tmp_path / "h.json").read_text())
+    assert record["meta"]["backend"] == backend and record["rows"][0]["classes"] == 10
+    assert record["rows"][0]["seconds"]["arcface_keras"] > 0
