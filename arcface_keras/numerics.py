@@ -102,9 +102,10 @@ def gather_columns(kernel, columns):
     return gather(kernel)
 
 
-def margin_slope(theta, m1, m2, m3, easy_margin=False):
+def margin_slope(theta, m1, m2, easy_margin=False):
     """``d margin_target / dθ``: ``−m1·sin(m1·θ + m2)``, or ``−sin θ`` past the
-    fallback's boundary and, with `easy_margin`, where ``cos θ ≤ 0``."""
+    fallback's boundary and, with `easy_margin`, where ``cos θ ≤ 0`` (m3 and the
+    fallback's drop do not depend on θ)."""
     m1, m2 = (ops.cast(m, theta.dtype) if hasattr(m, "dtype") else ops.convert_to_tensor(m, dtype=theta.dtype)
               for m in (m1, m2))
     shifted = m1 * theta + m2
@@ -153,7 +154,7 @@ def exact_margin_logits(embeddings, kernel, labels, scale, m1, m2, m3, easy_marg
                 (upstream,) = args
             # dL/dθ of each row's target
             upstream_true = ops.take_along_axis(upstream, ops.expand_dims(labels, 1), axis=1)[:, 0]
-            gamma = upstream_true * scale * margin_slope(theta, m1, m2, m3, easy_margin)
+            gamma = upstream_true * scale * margin_slope(theta, m1, m2, easy_margin)
             # θ = 2·atan2(p, q), p = |e − c|, q = |e + c| (floored as `angle` floors them):
             # dθ/de = cu·(e − c) − cv·(e + c), dθ/dc = −cu·(e − c) − cv·(e + c)
             difference = ops.sum(ops.square(embeddings - centers), axis=-1)
