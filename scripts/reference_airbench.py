@@ -14,7 +14,11 @@ a download; the adaptations, all here and none inside the package:
   airbench's `CifarLoader` reads, canonical train order);
 - tensors live on the CPU in float32 (`half()` and `cuda()` of the network are
   skipped; the loader's images are made float32 after its own float16
-  scaling), with `--precision bfloat16` under `torch.autocast("cpu")`;
+  scaling), with `--precision bfloat16` the network's forward under
+  `torch.autocast("cpu")` and its logits cast back to float32 (the loss,
+  the optimizer, the lookahead and the whitening set-up stay in float32:
+  autocast around all of `train94` runs the whitening's covariance matmul in
+  bfloat16, which trains on NaN from the first step);
 - CUDA events time with `time.perf_counter` instead (same places: training
   and the whitening set-up, not the per-epoch evaluation);
 - torchvision, which airbench imports for `transforms.Normalize` only, is
@@ -148,8 +152,18 @@ def run(npz_path, epochs=9.9, seed=0, precision="float32", threads=None, device=
     on_cpu = device == "cpu"
     if not on_cpu:
         precision = "float16 (airbench's own)"
-    autocast = (torch.autocast("cpu", dtype=torch.bfloat16) if on_cpu and precision == "bfloat16"
-                else contextlib.nullcontext())
+    make_net = lib_airbench94.make_net94
+    if on_cpu and precision == "bfloat16":
+        def make_net():  # the network's forward under autocast, its logits back in float32 for the loss
+            net = lib_airbench94.make_net94()
+            forward = net.forward
+
+            def autocast_forward(inputs):
+                with torch.autocast("cpu", dtype=torch.bfloat16):
+                    return forward(inputs).float()
+
+            net.forward = autocast_forward
+            return net
     adapted = _on_cpu(torch, airbench) if on_cpu else contextlib.nullcontext(utils.CifarLoader)
     start, cwd = time.perf_counter(), os.getcwd()
     with tempfile.TemporaryDirectory() as folder, adapted as loader_class:
@@ -159,8 +173,7 @@ def run(npz_path, epochs=9.9, seed=0, precision="float32", threads=None, device=
         try:
             loader = loader_class("cifar10", train=True, batch_size=lib_airbench94.hyp["opt"]["batch_size"],
                                   aug=lib_airbench94.hyp["aug"], altflip=True)
-            with autocast:
-                airbench.train94(loader, epochs=epochs)
+            airbench.train94(loader, epochs=epochs, make_net=make_net)
         finally:
             utils.print_training_details = print_details
             os.chdir(cwd)
