@@ -328,10 +328,11 @@ class AngularMarginLayer(keras.layers.Layer):
         """The training logits ``layer([embeddings, labels])`` from the label-free
         ``logits = layer(embeddings)``, without scoring every class again.
 
-        For a model that computes the label-free logits anyway (for its
-        metrics) and applies the margin where the labels are (as
-        `ArcFaceClassifier.compute_loss` does): only each row's true class is
-        recomputed. Exact heads only (``sample_rate == 1``).
+        For a model that computes the label-free logits anyway and applies
+        the margin where the labels are: only each row's true class is
+        recomputed. Exact heads only (``sample_rate == 1``). The fused
+        ``layer([embeddings, labels])`` is faster where nothing else needs
+        the label-free logits' gradient; `without_margin` goes the other way.
         """
         if self.partial:
             raise ValueError("`apply_margin` needs the exact head; Partial FC scores a sample of classes. "
@@ -341,13 +342,31 @@ class AngularMarginLayer(keras.layers.Layer):
         centers = self._true_centers(self.centers(), labels, None, embeddings)
         return self._with_margin(embeddings, labels, ops.cast(logits, "float32"), centers)
 
+    def without_margin(self, embeddings, labels, logits):
+        """The label-free logits ``layer(embeddings)`` from the training logits
+        ``logits = layer([embeddings, labels])``, without scoring every class again.
+
+        The inverse of `apply_margin`: the margin changed one entry per row, so
+        only each row's true class is restored, to ``s·cos θ_y`` (the closest
+        sub-center's). No gradient flows through the result; it is for metrics
+        (`ArcFaceClassifier` trains on the fused training logits and scores its
+        metrics on these). Exact heads only (``sample_rate == 1``).
+        """
+        if self.partial:
+            raise ValueError("`without_margin` needs the exact head; Partial FC scores a sample of classes. "
+                             f"Received: sample_rate={self.sample_rate}")
+        embeddings = ops.stop_gradient(numerics.l2_normalize(ops.cast(embeddings, "float32"), axis=-1))
+        labels = self._validated_labels(labels, embeddings)
+        centers = ops.stop_gradient(self._true_centers(self.centers(), labels, None, embeddings))
+        true_logits = self.current_scale * ops.sum(embeddings * centers, axis=-1)
+        return ops.scatter_update(ops.stop_gradient(ops.cast(logits, "float32")), _true_class_indices(labels),
+                                  true_logits)
+
     def _with_margin(self, embeddings, labels, logits, centers):
         target = self._target_cosine(embeddings, centers, labels)
-        rows = ops.arange(ops.shape(labels)[0], dtype="int32")
-        indices = ops.stack([rows, labels], axis=1)
         # The margin touches one logit per row: overwrite it in place instead
         # of mixing a (B, C) one-hot mask into every logit.
-        return ops.scatter_update(logits, indices, self.current_scale * target)
+        return ops.scatter_update(logits, _true_class_indices(labels), self.current_scale * target)
 
     @property
     def kernel(self):
@@ -449,6 +468,11 @@ class AngularMarginLayer(keras.layers.Layer):
 
     def _margin_config(self):
         return {"m1": self.m1, "m2": self.m2, "m3": self.m3}
+
+
+def _true_class_indices(labels):
+    """``(B, 2)`` indices ``(i, labels[i])`` of each row's true class in a (B, C) array."""
+    return ops.stack([ops.arange(ops.shape(labels)[0], dtype="int32"), labels], axis=1)
 
 
 def _is_shape_list(shape):

@@ -8,6 +8,7 @@ Reference:
 
 import math
 
+import keras
 from keras import ops
 
 EPSILON = 1e-12  # floor under squared norms: zero vectors stay finite.
@@ -54,6 +55,35 @@ def margin_target(theta, m1, m2, m3, easy_margin=False):
     return target
 
 
+def squared_column_norms(kernel):
+    """``|w_j|²`` of every column of a (D, C) kernel, reading it once.
+
+    On TensorFlow ``sum(square(kernel), 0)`` writes a kernel-sized square
+    before it sums (two passes, a temporary as large as the kernel) and
+    ``keras.ops.norm`` does the same; TensorFlow's fused Euclidean norm
+    reduces in one pass. JAX fuses the plain expression under `jit`, and
+    PyTorch's ``ops.norm`` is one kernel. Forward use only: the callers write
+    the gradient out.
+    """
+    if keras.backend.backend() == "tensorflow" and not _in_xla_function():
+        import tensorflow as tf
+
+        return ops.square(tf.math.reduce_euclidean_norm(kernel, axis=0))
+    return ops.square(ops.norm(kernel, axis=0))
+
+
+def _in_xla_function():
+    """Whether TensorFlow is tracing for XLA (``jit_compile=True``), which has
+    no EuclideanNorm kernel. TensorFlow offers no public test; where its
+    private one is missing, assume XLA (the plain expression runs anywhere)."""
+    try:
+        from tensorflow.python.framework import ops as tf_ops
+        from tensorflow.python.ops import control_flow_util
+    except ImportError:
+        return True
+    return bool(control_flow_util.GraphOrParentsInXlaContext(tf_ops.get_default_graph()))
+
+
 @ops.custom_gradient
 def inverse_column_norms(kernel):
     """``1 / |w_j|`` of every column of a (D, C) kernel (squared norms floored
@@ -63,7 +93,7 @@ def inverse_column_norms(kernel):
     differentiated op by op, which materialises a broadcast and two products
     of the kernel's size on the way back.
     """
-    squared = ops.sum(ops.square(kernel), axis=0)
+    squared = squared_column_norms(kernel)
     inverse = ops.rsqrt(ops.maximum(squared, EPSILON))
 
     def grad(*args, upstream=None):
@@ -140,7 +170,7 @@ def exact_margin_logits(embeddings, kernel, labels, scale, m1, m2, m3, easy_marg
 
     @ops.custom_gradient
     def head(embeddings, kernel):
-        squared = ops.sum(ops.square(kernel), axis=0)
+        squared = squared_column_norms(kernel)
         inverse = ops.rsqrt(ops.maximum(squared, EPSILON))
         cosine_logits = ops.matmul(embeddings * scale, kernel) * inverse
         own_inverse = ops.take(inverse, labels)

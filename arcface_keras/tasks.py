@@ -33,10 +33,12 @@ class ArcFaceClassifier(keras.Model):
     Training passes the labels to the head inside `compute_loss`, so the
     margin applies to each row's true class and ``fit(x, y)`` needs nothing
     else. Under ``fit`` the model's call (``training=True``) returns
-    ``{"embedding": ..., "logits": ...}`` (the label-free logits) for
-    `compute_loss`, which applies the margin to the true class only
-    (`AngularMarginLayer.apply_margin`); every other call returns
-    probabilities.
+    ``{"embedding": ...}`` for `compute_loss`, which scores the classes
+    with the margin on each row's true class in one fused step
+    (``head([embedding, labels])``) and adds to that dict, for
+    `compute_metrics`, the label-free ``"logits"`` recovered from them
+    (`AngularMarginLayer.without_margin`: only the true class is rescored);
+    every other call returns probabilities.
 
     Losses and metrics: the training loss is the compiled loss (default:
     softmax cross-entropy from logits) of the *margin* logits. Metrics
@@ -151,10 +153,8 @@ class ArcFaceClassifier(keras.Model):
 
     def call(self, inputs, training=None):
         embeddings = self._embeddings(inputs, training=training)
-        if training:  # for compute_loss, which has the labels
-            if self.head.partial:  # Partial FC scores its sample of classes there, never all of them
-                return {"embedding": embeddings}
-            return {"embedding": embeddings, "logits": self.head(embeddings)}
+        if training:  # the head scores the classes in compute_loss, which has the labels
+            return {"embedding": embeddings}
         return ops.softmax(ops.cast(self.head(embeddings), "float32"), axis=-1)
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
@@ -162,10 +162,9 @@ class ArcFaceClassifier(keras.Model):
         training; the label-free cross-entropy of the probabilities otherwise."""
         if isinstance(y_pred, dict):
             labels = ops.cast(ops.reshape(y, (-1,)), "int32")
-            if "logits" in y_pred:  # the label-free logits are there: only the true class is recomputed
-                logits = self.head.apply_margin(y_pred["embedding"], labels, y_pred["logits"])
-            else:
-                logits = self.head([y_pred["embedding"], labels])
+            logits = self.head([y_pred["embedding"], labels])  # the fused training logits, margin included
+            if not self.head.partial:  # for compute_metrics, which receives this same dict
+                y_pred["logits"] = self.head.without_margin(y_pred["embedding"], labels, logits)
             return super().compute_loss(x=x, y=y, y_pred=logits, sample_weight=sample_weight, training=training)
         loss = keras.losses.SparseCategoricalCrossentropy()(y, y_pred, sample_weight=sample_weight)
         for extra in self.losses:  # regularization

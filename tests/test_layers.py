@@ -479,6 +479,21 @@ def test_numerics_match_the_textbook_formulas_in_float64(rng):
     np.testing.assert_allclose(easy, np.where(np.cos(theta) > 0, naive, np.cos(theta)), atol=1e-12)
 
 
+def test_squared_column_norms_read_the_kernel_once_and_run_under_xla(rng):
+    import tensorflow as tf
+
+    from arcface_keras import numerics
+
+    kernel = rng.normal(size=(16, 9)).astype("float32")
+    kernel[:, 3] = 0.0
+    expected = (kernel.astype("float64") ** 2).sum(axis=0)
+    for jit_compile, fused in [(False, True), (True, False)]:  # XLA has no EuclideanNorm kernel
+        function = tf.function(numerics.squared_column_norms, jit_compile=jit_compile)
+        graph = function.get_concrete_function(tf.constant(kernel)).graph
+        assert ("EuclideanNorm" in [op.type for op in graph.get_operations()]) == fused
+        np.testing.assert_allclose(function(tf.constant(kernel)).numpy(), expected, rtol=1e-6)
+
+
 @pytest.mark.parametrize("variant", ["arcface", "combined", "sub-centers", "per-class", "easy"])
 def test_kernel_gradients_match_finite_differences_of_reference(variant):
     # The head's kernel gradient has its own code (numerics.inverse_column_norms, gather_columns): against float64.

@@ -4,6 +4,7 @@ import json
 import os
 import shutil
 
+import keras
 import numpy as np
 import pytest
 from conftest import load_script
@@ -187,6 +188,12 @@ def test_benchmark_head_times_the_task_path(tmp_path):
     module = load_script("benchmark_head")
     rows = module.benchmark([10], 1, names=("dense", "arcface_task"))
     assert set(rows[0]["seconds"]) == {"dense", "arcface_task"} and rows[0]["ratio_to_dense"]["dense"] == 1.0
+
+
+def test_benchmark_head_baseline_is_a_bias_free_dense_head():
+    # the ratios are stated against a bias-free Dense head (as benchmark_head_backends.py builds it)
+    head = load_script("benchmark_head").dense_head(7)
+    assert isinstance(head, keras.layers.Dense) and not head.use_bias and head.units == 7
 
 
 @pytest.mark.slow

@@ -69,6 +69,21 @@ def test_the_training_loss_is_the_margin_loss_and_val_loss_the_label_free_one():
     assert val_loss == pytest.approx(-np.mean(np.log(probabilities[np.arange(64), y])), rel=1e-4)
 
 
+def test_the_training_accuracy_scores_the_label_free_logits():
+    # The task trains on the fused margin logits and recovers the label-free ones for its metrics.
+    x, y, _, _ = _digits()
+    x, y = x[:64], y[:64]
+    head = ArcMarginLayer(10, scale=30.0, margin=1.2, name="head")  # a large margin: the two accuracies differ
+    model = ArcFaceClassifier(_backbone(), num_classes=10, embedding_dim=16, head=head)
+    model.compile(optimizer=keras.optimizers.SGD(0.0))
+    logs = model.fit(x, y, batch_size=64, epochs=1, verbose=0, shuffle=False).history
+    embeddings = model._embeddings(x, training=True)
+    label_free = keras.ops.convert_to_numpy(head(embeddings)).argmax(axis=1)
+    with_margin = keras.ops.convert_to_numpy(head([embeddings, y])).argmax(axis=1)
+    assert (label_free == y).mean() != (with_margin == y).mean()
+    assert logs["accuracy"][0] == pytest.approx((label_free == y).mean(), abs=1e-6)
+
+
 @pytest.mark.parametrize("form", ["tf.data", "PyDataset", "generator"])
 def test_fit_takes_every_kind_of_data_with_weights(form):
     import tensorflow as tf
@@ -147,6 +162,25 @@ def test_apply_margin_equals_the_labelled_call(make, rng):
     labels = rng.integers(0, 7, size=32)
     expected = keras.ops.convert_to_numpy(layer([embeddings, labels]))  # tested against the naive reference
     got = keras.ops.convert_to_numpy(layer.apply_margin(embeddings, labels, layer(embeddings)))
+    np.testing.assert_allclose(got, expected, rtol=0, atol=2e-5)
+
+
+@pytest.mark.parametrize("make", [
+    lambda: ArcMarginLayer(7, scale=30.0, margin=0.5),
+    lambda: CosMarginLayer(7, margin=0.35),
+    lambda: SphereMarginLayer(7, margin=2.0),
+    lambda: AngularMarginLayer(7, scale=16.0, m1=1.2, m2=0.3, m3=0.2, easy_margin=True),
+    lambda: ArcMarginLayer(7, margin=[0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7]),
+    lambda: ArcMarginLayer(7, margin=0.5, sub_centers=3),
+])
+def test_without_margin_recovers_the_label_free_logits(make, rng):
+    layer = make()
+    embeddings = rng.normal(size=(32, 16)).astype("float32")
+    labels = rng.integers(0, 7, size=32)
+    expected = keras.ops.convert_to_numpy(layer(embeddings))
+    training = layer([embeddings, labels])
+    assert np.abs(keras.ops.convert_to_numpy(training) - expected).max() > 0.1  # the margin changed them
+    got = keras.ops.convert_to_numpy(layer.without_margin(embeddings, labels, training))
     np.testing.assert_allclose(got, expected, rtol=0, atol=2e-5)
 
 
