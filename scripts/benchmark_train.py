@@ -57,7 +57,7 @@ def build_step(setting, backbone, image_shape, batch_size, num_classes=10, model
     keras.mixed_precision.set_dtype_policy(policy)
     try:
         train_model, _ = models.build_models(num_classes, image_shape, (0.5,) * image_shape[-1], (0.25,) * image_shape[-1],
-                                             loss="arcface", backbone=backbone, backbone_options=model_options)
+                                             loss="arcface", backbone=backbone, **(model_options or {}))
         train_model.compile(optimizer=keras.optimizers.SGD(0.01, momentum=0.9),
                             loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), jit_compile=jit)
     finally:
@@ -113,7 +113,7 @@ def pipeline_report(args, argv):
     try:
         train_model, inference = models.build_models(splits.num_classes, shape, splits.mean, splits.std,
                                                      loss="arcface", backbone=args.backbone,
-                                                     backbone_options=json.loads(args.model_options))
+                                                     **json.loads(args.model_options))
     finally:
         keras.mixed_precision.set_dtype_policy("float32")
     train_model.compile(optimizer=keras.optimizers.SGD(0.01, momentum=0.9),

@@ -147,7 +147,7 @@ def test_a_partial_fc_head_trains_and_declares_its_output_shape():
     assert head.compute_output_shape((None, 16)) == (None, 10)
 
 
-@pytest.mark.parametrize("make", [
+HEAD_VARIANTS = [
     lambda: ArcMarginLayer(7, scale=30.0, margin=0.5),
     lambda: ArcMarginLayer(7, scale=10.0, margin=1.2),
     lambda: CosMarginLayer(7, margin=0.35),
@@ -155,28 +155,24 @@ def test_a_partial_fc_head_trains_and_declares_its_output_shape():
     lambda: AngularMarginLayer(7, scale=16.0, m1=1.2, m2=0.3, m3=0.2, easy_margin=True),
     lambda: ArcMarginLayer(7, margin=[0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7]),
     lambda: ArcMarginLayer(7, margin=0.5, sub_centers=3),
-])
+]
+
+
+def _head_and_batch(make, rng):
+    return make(), rng.normal(size=(32, 16)).astype("float32"), rng.integers(0, 7, size=32)
+
+
+@pytest.mark.parametrize("make", HEAD_VARIANTS)
 def test_apply_margin_equals_the_labelled_call(make, rng):
-    layer = make()
-    embeddings = rng.normal(size=(32, 16)).astype("float32")
-    labels = rng.integers(0, 7, size=32)
+    layer, embeddings, labels = _head_and_batch(make, rng)
     expected = keras.ops.convert_to_numpy(layer([embeddings, labels]))  # tested against the naive reference
     got = keras.ops.convert_to_numpy(layer.apply_margin(embeddings, labels, layer(embeddings)))
     np.testing.assert_allclose(got, expected, rtol=0, atol=2e-5)
 
 
-@pytest.mark.parametrize("make", [
-    lambda: ArcMarginLayer(7, scale=30.0, margin=0.5),
-    lambda: CosMarginLayer(7, margin=0.35),
-    lambda: SphereMarginLayer(7, margin=2.0),
-    lambda: AngularMarginLayer(7, scale=16.0, m1=1.2, m2=0.3, m3=0.2, easy_margin=True),
-    lambda: ArcMarginLayer(7, margin=[0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7]),
-    lambda: ArcMarginLayer(7, margin=0.5, sub_centers=3),
-])
+@pytest.mark.parametrize("make", HEAD_VARIANTS)
 def test_without_margin_recovers_the_label_free_logits(make, rng):
-    layer = make()
-    embeddings = rng.normal(size=(32, 16)).astype("float32")
-    labels = rng.integers(0, 7, size=32)
+    layer, embeddings, labels = _head_and_batch(make, rng)
     expected = keras.ops.convert_to_numpy(layer(embeddings))
     training = layer([embeddings, labels])
     assert np.abs(keras.ops.convert_to_numpy(training) - expected).max() > 0.1  # the margin changed them
