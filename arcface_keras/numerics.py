@@ -56,20 +56,18 @@ def margin_target(theta, m1, m2, m3, easy_margin=False):
 
 
 def squared_column_norms(kernel):
-    """``|w_j|²`` of every column of a (D, C) kernel, reading it once.
+    """``|w_j|²`` of every column of a (D, C) kernel.
 
-    On TensorFlow ``sum(square(kernel), 0)`` writes a kernel-sized square
-    before it sums (two passes, a temporary as large as the kernel) and
-    ``keras.ops.norm`` does the same; TensorFlow's fused Euclidean norm
-    reduces in one pass. JAX fuses the plain expression under `jit`, and
-    PyTorch's ``ops.norm`` is one kernel. Forward use only: the callers write
-    the gradient out.
+    On TensorFlow without XLA, ``sum(square(kernel), 0)`` writes a
+    kernel-sized square before it sums (``keras.ops.norm`` does the same);
+    TensorFlow's fused Euclidean norm reads the kernel once. Elsewhere the
+    plain expression. Forward use only: the callers write the gradient out.
     """
     if keras.backend.backend() == "tensorflow" and not _in_xla_function():
         import tensorflow as tf
 
         return ops.square(tf.math.reduce_euclidean_norm(kernel, axis=0))
-    return ops.square(ops.norm(kernel, axis=0))
+    return ops.sum(ops.square(kernel), axis=0)
 
 
 def _in_xla_function():

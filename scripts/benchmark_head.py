@@ -50,8 +50,9 @@ SCALE, MARGIN = 30.0, 0.5
 JIT_COMPILE = False  # --jit-compile: the TensorFlow steps compiled with XLA
 
 
-def compiled_step(logits_fn, variables, x, y):
-    """A compiled step: logits, mean cross-entropy, gradients for x and `variables`."""
+def compiled_step(logits_fn, variables, x, y, after=None):
+    """A compiled step: logits, mean cross-entropy, gradients for x and `variables`; with `after`,
+    also ``after(embeddings, labels, logits)`` outside the gradient (returned, so it is computed)."""
     embeddings = tf.Variable(x)
     labels = tf.constant(y)
 
@@ -60,7 +61,8 @@ def compiled_step(logits_fn, variables, x, y):
         with tf.GradientTape() as tape:
             logits = logits_fn(embeddings, labels)
             loss = tf.reduce_mean(keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True))
-        return tape.gradient(loss, [embeddings, *variables])
+        gradients = tape.gradient(loss, [embeddings, *variables])
+        return gradients if after is None else [*gradients, after(embeddings, labels, logits)]
 
     return step
 
@@ -87,18 +89,8 @@ def task_step(num_classes, x, y):
     label-free logits its metrics score, recovered from them (`without_margin`, no gradient)."""
     head = ArcMarginLayer(num_classes, scale=SCALE, margin=MARGIN)
     head.build((None, DIM))
-    embeddings = tf.Variable(x)
-    labels = tf.constant(y)
-
-    @tf.function(jit_compile=JIT_COMPILE)
-    def step():
-        with tf.GradientTape() as tape:
-            logits = head([embeddings, labels])
-            loss = tf.reduce_mean(keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True))
-        label_free = head.without_margin(embeddings, labels, logits)
-        return [*tape.gradient(loss, [embeddings, *head.trainable_variables]), label_free]
-
-    return step
+    return compiled_step(lambda e, labels: head([e, labels]), head.trainable_variables, x, y,
+                         after=head.without_margin)
 
 
 def naive_step(num_classes, x, y):
