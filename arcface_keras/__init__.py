@@ -25,8 +25,9 @@ _PUBLIC = {
     "PartialFCCrossentropy": "losses",
     "PartialSGD": "optimizers",
     "ArcFaceClassifier": "tasks",
+    "FusedBatchNormalization": "normalization",
 }
-_REGISTERING = ("layers", "losses", "tta", "optimizers", "pretrained", "tasks")  # the modules that register custom objects
+_REGISTERING = ("layers", "losses", "normalization", "tta", "optimizers", "pretrained", "tasks")  # the modules that register custom objects
 
 
 @contextlib.contextmanager
@@ -81,5 +82,6 @@ if os.path.basename(sys.argv[0] if sys.argv and sys.argv[0] else "") != "arcface
     )
     from arcface_keras.callbacks import MarginScheduler, linear_ramp  # noqa: E402,F401
     from arcface_keras.losses import PartialFCCrossentropy, TripletLoss  # noqa: E402,F401
+    from arcface_keras.normalization import FusedBatchNormalization  # noqa: E402,F401
     from arcface_keras.optimizers import PartialSGD  # noqa: E402,F401
     from arcface_keras.tasks import ArcFaceClassifier  # noqa: E402,F401

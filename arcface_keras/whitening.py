@@ -21,29 +21,39 @@ class PatchWhitening(keras.layers.Layer):
     Args:
         kernel_size: patch size k. Defaults to `2`.
         epsilon: added to each eigenvalue before the square root. Defaults to `5e-4`.
+        data_format: "channels_last" (N, H, W, C) or "channels_first"
+            (N, C, H, W) input and output; `adapt` always takes (N, H, W, C)
+            images. Defaults to `keras.config.image_data_format()`.
     """
 
-    def __init__(self, kernel_size=2, epsilon=5e-4, **kwargs):
+    def __init__(self, kernel_size=2, epsilon=5e-4, data_format=None, **kwargs):
         super().__init__(**kwargs)
         self.kernel_size = int(kernel_size)
         self.epsilon = float(epsilon)
+        self.data_format = keras.config.image_data_format() if data_format is None else data_format
+        if self.data_format not in ("channels_last", "channels_first"):
+            raise ValueError("`data_format` must be 'channels_last' or 'channels_first'. "
+                             f"Received: data_format={data_format!r}")
 
     def build(self, input_shape):
-        channels = input_shape[-1]
+        channels = input_shape[1] if self.data_format == "channels_first" else input_shape[-1]
         k = self.kernel_size
         self.kernel = self.add_weight(shape=(k, k, channels, 2 * k * k * channels), initializer="zeros",
                                       trainable=False, name="kernel")
         self.bias = self.add_weight(shape=(2 * k * k * channels,), initializer="zeros", name="bias")
 
     def call(self, images):
-        outputs = keras.ops.conv(images, keras.ops.cast(self.kernel, images.dtype), padding="valid")
-        return outputs + keras.ops.cast(self.bias, images.dtype)
+        outputs = keras.ops.conv(images, keras.ops.cast(self.kernel, images.dtype), padding="valid",
+                                 data_format=self.data_format)
+        bias = keras.ops.cast(self.bias, images.dtype)
+        return outputs + (keras.ops.reshape(bias, (-1, 1, 1)) if self.data_format == "channels_first" else bias)
 
     def adapt(self, images, epsilon=None):
         """Set the filters from (N, H, W, C) images: patch covariance → scaled eigenvectors."""
         images = np.asarray(images, dtype=np.float64)
         if not self.built:
-            self.build(images.shape)
+            n, h, w, c = images.shape
+            self.build((n, c, h, w) if self.data_format == "channels_first" else images.shape)
         k, channels = self.kernel_size, images.shape[-1]
         patches = np.lib.stride_tricks.sliding_window_view(images, (k, k), axis=(1, 2))  # N, H', W', C, k, k
         patches = np.moveaxis(patches, 3, -1).reshape(-1, k * k * channels)  # flattened as (kh, kw, C)
@@ -56,11 +66,14 @@ class PatchWhitening(keras.layers.Layer):
 
     def compute_output_shape(self, input_shape):
         k = self.kernel_size
-        size = [None if s is None else s - k + 1 for s in input_shape[1:3]]
-        return (input_shape[0], *size, 2 * k * k * input_shape[-1])
+        first = self.data_format == "channels_first"
+        channels = input_shape[1] if first else input_shape[-1]
+        size = [None if s is None else s - k + 1 for s in (input_shape[2:4] if first else input_shape[1:3])]
+        return (input_shape[0], 2 * k * k * channels, *size) if first else (input_shape[0], *size, 2 * k * k * channels)
 
     def get_config(self):
-        return {**super().get_config(), "kernel_size": self.kernel_size, "epsilon": self.epsilon}
+        return {**super().get_config(), "kernel_size": self.kernel_size, "epsilon": self.epsilon,
+                "data_format": self.data_format}
 
 
 @keras.saving.register_keras_serializable(package="arcface_keras")

@@ -177,3 +177,55 @@ def test_ablation_runs_each_step_with_tta_and_writes_its_table(synthetic, tmp_pa
     assert summary["rows"][1]["fastest_epoch_seconds"] == min(seconds) > 0
     table = (tmp_path / "study" / "ablation.md").read_text()
     assert "with TTA (translate)" in table and "| MAP@R | EER |" in table and "fastest epoch (s)" in table
+
+
+_LAYOUTS = r"""
+import json, sys
+import numpy as np, keras
+from arcface_keras import backbones
+
+options = dict(embedding_dim=8, widths=(4, 8, 8), whiten=2, activation="gelu", dirac=True, bn_scale=False, bn_momentum=0.6)
+images = np.random.default_rng(0).normal(size=(4, 16, 16, 3)).astype("float32")
+models = {layout: backbones.build("fastnet", (16, 16, 3), layout=layout, **options)
+          for layout in ("channels_last", "channels_first")}
+models["channels_first"].get_layer("whiten").adapt(images)
+models["channels_last"].set_weights(models["channels_first"].get_weights())  # same weights, same shapes
+out = {layout: {"training": keras.ops.convert_to_numpy(model(images, training=True)).tolist(),
+                "inference": keras.ops.convert_to_numpy(model(images, training=False)).tolist()}
+       for layout, model in models.items()}
+print(json.dumps(out))
+"""
+
+
+@pytest.mark.parametrize("backend", ["tensorflow", "torch"])
+def test_fastnet_channels_first_layout_computes_the_same_embedding(backend):
+    import json
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    result = subprocess.run([sys.executable, "-c", _LAYOUTS], capture_output=True, text=True, timeout=300, env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = json.loads(result.stdout.strip().splitlines()[-1])
+    for mode in ("training", "inference"):  # training: batch statistics, and the moving ones updated the same way
+        last, first = np.array(out["channels_last"][mode]), np.array(out["channels_first"][mode])
+        np.testing.assert_allclose(first, last, atol=1e-4, err_msg=mode)
+        assert np.ptp(last, axis=0).max() > 1e-2  # not a constant embedding
+
+
+def test_patch_whitening_channels_first_is_the_transposed_channels_last(rng):
+    images = rng.normal(size=(3, 6, 5, 3)).astype("float32")
+    last, first = whitening.PatchWhitening(2), whitening.PatchWhitening(2, data_format="channels_first")
+    last.adapt(images)
+    first.adapt(images)
+    first.bias.assign(np.arange(24, dtype="float32"))
+    last.bias.assign(np.arange(24, dtype="float32"))
+    out = keras.ops.convert_to_numpy(first(np.transpose(images, (0, 3, 1, 2))))
+    assert out.shape == (3, 24, 5, 4) == first.compute_output_shape((3, 3, 6, 5))
+    np.testing.assert_allclose(out, np.transpose(keras.ops.convert_to_numpy(last(images)), (0, 3, 1, 2)), atol=1e-5)
+    assert whitening.PatchWhitening.from_config(first.get_config()).data_format == "channels_first"
+    with pytest.raises(ValueError, match="data_format"):
+        whitening.PatchWhitening(2, data_format="nchw")
+    with pytest.raises(ValueError, match="layout"):
+        backbones.build("fastnet", (16, 16, 3), layout="nchw")

@@ -24,7 +24,7 @@ CHANGED = {
     "precision": "mixed_bfloat16", "jit_compile": True, "strategy": "mirrored", "train_samples": 100,
     "imbalance_ratio": 10.0, "per_class_margins": True, "evaluate_test": False, "validation_fraction": 0.2,
     "backbone_options": {"widths": [8]}, "weights": "imagenet", "freeze_backbone_epochs": 2,
-    "backbone_lr_factor": 0.1,
+    "backbone_lr_factor": 0.1, "backend": "torch",
 }
 
 

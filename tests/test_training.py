@@ -384,3 +384,79 @@ def test_test_each_epoch_records_accuracy_against_training_seconds(synthetic, tm
     assert rows[-1]["test_accuracy"] == metrics["test_accuracy"]
     with pytest.raises(UserInputError, match="--test-each-epoch"):
         TrainConfig(data=synthetic, test_each_epoch=True, evaluate_test=False).validate()
+
+
+# --backend torch: the fit in a child process on PyTorch, evaluation and export here on TensorFlow.
+TORCH_FASTNET = {"widths": [8, 16, 16], "whiten": 2, "activation": "gelu", "dirac": True, "bn_scale": False,
+                 "layout": "channels_first"}
+
+
+def test_torch_backend_fits_in_a_child_and_tensorflow_evaluates_and_exports(synthetic, tmp_path, rng):
+    from arcface_keras.toolkit import export
+
+    folder = tmp_path / "run"
+    metrics = train(TrainConfig(data=synthetic, backbone="fastnet", backbone_options=TORCH_FASTNET, embedding_dim=16,
+                                epochs=4, batch_size=20, lr=0.05, backend="torch", output=str(folder), verbose=0))
+    assert metrics["backend"] == "torch" and keras.backend.backend() == "tensorflow"
+    assert metrics["test_accuracy"] > 0.6  # 4 classes: chance is 0.25
+    with open(folder / "config.json") as file:
+        assert json.load(file)["backend"] == "torch"
+    # The SavedModel TensorFlow exported scores as the .keras model the PyTorch child saved.
+    import tensorflow as tf
+
+    images = rng.integers(0, 255, size=(5, 12, 12, 1)).astype("float32")
+    expected = models.inference_model(keras.models.load_model(folder / "model.keras")).predict(images, verbose=0)
+    serve = tf.saved_model.load(str(folder / "saved_model")).signatures["serving_default"]
+    served = serve(images=tf.constant(images))
+    np.testing.assert_allclose(served["embedding"].numpy(), expected["embedding"], atol=1e-4)
+    np.testing.assert_allclose(served["probabilities"].numpy(), expected["probabilities"], atol=1e-4)
+
+
+def test_torch_backend_refuses_what_only_tensorflow_trains(synthetic, tmp_path):
+    for settings, flag in (({"sample_rate": 0.5}, "--sample-rate"), ({"strategy": "mirrored"}, "--strategy"),
+                           ({"deterministic": True}, "--deterministic"), ({"loss": "triplet"}, "--loss"),
+                           ({"jit_compile": True}, "--jit-compile")):
+        with pytest.raises(UserInputError, match=f"--backend torch .*{flag} needs --backend tensorflow"):
+            TrainConfig(data=synthetic, backend="torch", **settings).validate()
+    with pytest.raises(UserInputError, match="--backend must be one of"):
+        TrainConfig(backend="jax").validate()
+
+
+def test_torch_backend_reports_the_childs_input_error_in_one_line(tmp_path):
+    folder = tmp_path / "run"
+    with pytest.raises(UserInputError) as caught:
+        train(TrainConfig(data=str(tmp_path / "missing.npz"), backend="torch", output=str(folder), verbose=0))
+    assert "missing.npz" in str(caught.value) and "Traceback" not in str(caught.value)
+    assert len(str(caught.value).splitlines()) == 1
+    assert not folder.exists()
+
+
+@pytest.mark.slow
+def test_torch_backend_run_killed_with_its_parent_resumes(synthetic, tmp_path):
+    import signal
+    import time
+
+    folder = tmp_path / "run"
+    settings = dict(data=synthetic, backbone="fastnet", backbone_options=TORCH_FASTNET, embedding_dim=16, epochs=30,
+                    batch_size=10, backend="torch", output=str(folder), verbose=0)
+    code = ("import sys; sys.path.insert(0, 'tests'); from arcface_keras.toolkit.training import TrainConfig, train; "
+            f"train(TrainConfig(**{settings!r}))")
+    parent = subprocess.Popen([sys.executable, "-c", code], cwd=os.path.dirname(os.path.dirname(__file__)))
+    deadline = time.time() + 240
+    while not (folder / "backup").exists() or len(os.listdir(folder / "backup")) < 1:
+        assert parent.poll() is None and time.time() < deadline, "no backup before the parent ended"
+        time.sleep(0.5)
+    time.sleep(2)
+    parent.send_signal(signal.SIGKILL)
+    parent.wait()
+    time.sleep(3)  # the child dies with its parent (PR_SET_PDEATHSIG): nothing writes the folder any more
+    with open(folder / "history.csv") as file:
+        rows_then = [int(row["epoch"]) for row in csv.DictReader(file)]
+    time.sleep(3)
+    with open(folder / "history.csv") as file:
+        assert [int(row["epoch"]) for row in csv.DictReader(file)] == rows_then
+    assert not (folder / "metrics.json").exists() and 0 < len(rows_then) < 30
+    metrics = train(TrainConfig(**{**settings, "epochs": 30}))
+    with open(folder / "history.csv") as file:
+        assert [int(row["epoch"]) for row in csv.DictReader(file)] == list(range(30))  # each epoch once
+    assert metrics["backend"] == "torch" and metrics["epochs"] == 30

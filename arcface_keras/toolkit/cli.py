@@ -89,6 +89,9 @@ def add_training_arguments(parser, exclude=(), **default_overrides):
         "precision": dict(choices=training.PRECISIONS),
         "jit_compile": "boolean:compile the train step with XLA",
         "strategy": dict(choices=training.STRATEGIES),
+        "backend": dict(choices=training.TRAIN_BACKENDS,
+                        help="the Keras backend the fit runs on; torch: a child process trains on PyTorch, then "
+                             "TensorFlow evaluates and exports (own backbones, one device)"),
         "train_samples": dict(type=int, help="a stratified subset of the training split"),
         "imbalance_ratio": dict(type=float, help="cut the training split to a long tail with this largest/smallest class ratio"),
         "per_class_margins": "boolean:margins ∝ n_c^(-1/4) from the training class counts (arcface, cosface)",

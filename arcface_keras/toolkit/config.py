@@ -19,6 +19,7 @@ OPEN_SET_LOSSES = ("arcface", "cosface", "softmax", "triplet")
 
 PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
 STRATEGIES = ("auto", "one", "mirrored", "multiworker")
+TRAIN_BACKENDS = ("tensorflow", "torch")  # the Keras backend the fit runs on (evaluation and export: TensorFlow)
 OPTIMIZERS = ("sgd", "adam")
 LR_SCHEDULES = ("cosine", "triangle")
 DEFAULT_LR = {"sgd": 0.05, "adam": 1e-3}
@@ -82,6 +83,7 @@ class TrainConfig:
     precision: str = "auto"
     jit_compile: bool = False
     strategy: str = "auto"
+    backend: str = "tensorflow"  # torch: the fit runs in a child process on Keras' PyTorch backend
     train_samples: int | None = None
     imbalance_ratio: float | None = None  # long-tailed training split (data.long_tail)
     per_class_margins: bool = False  # margins ∝ n_c^(-1/4) from class counts, max = margin
@@ -161,6 +163,7 @@ class TrainConfig:
             ("precision", self.precision in PRECISIONS, f"one of {PRECISIONS}"),
             ("jit_compile", isinstance(self.jit_compile, bool), "True or False"),
             ("strategy", self.strategy in STRATEGIES, f"one of {STRATEGIES}"),
+            ("backend", self.backend in TRAIN_BACKENDS, f"one of {TRAIN_BACKENDS}"),
             ("train_samples", self.train_samples is None or _integer(self.train_samples, 1), "an integer ≥ 1"),
             ("imbalance_ratio", self.imbalance_ratio is None or _number(self.imbalance_ratio, 1, math.inf),
              "a number ≥ 1"),
@@ -208,6 +211,16 @@ class TrainConfig:
             raise UserInputError(f"--bn-bias-lr-factor scales SGD steps; with Adam a gradient factor does not change "
                                  f"the step. Received: optimizer={self.optimizer!r}, "
                                  f"bn_bias_lr_factor={self.bn_bias_lr_factor!r}")
+        if self.backend != "tensorflow":
+            tensorflow_only = {"sample_rate": self.sample_rate < 1, "strategy": self.strategy not in ("auto", "one"),
+                               "deterministic": self.deterministic, "jit_compile": self.jit_compile,
+                               "loss": self.loss == "triplet", "backbone": self.backbone not in OWN_BACKBONES}
+            if any(tensorflow_only.values()):
+                name = next(k for k, used in tensorflow_only.items() if used)
+                raise UserInputError(
+                    f"--backend {self.backend} trains the own backbones ({', '.join(OWN_BACKBONES)}) with a margin or "
+                    f"softmax head on one device; --{name.replace('_', '-')} needs --backend tensorflow. "
+                    f"Received: {name}={getattr(self, name)!r}")
         if self.sample_rate < 1 and self.optimizer != "sgd":
             raise UserInputError(f"--sample-rate (Partial FC) updates only the sampled centers with SGD; Adam would "
                                  f"move every center each step. Received: optimizer={self.optimizer!r}")
@@ -247,7 +260,7 @@ UNUSED_FIELDS = {"softmax": _MARGIN_HEAD_FIELDS + ("margin",), "triplet": _MARGI
 # stored config without them ran at this value.
 DEFAULT_OMITTED = {"sample_rate": 1.0, "label_smoothing": 0.0, "ema_momentum": 0.0, "lookahead_steps": 0, "translate_test": False,
                    "bn_bias_lr_factor": 1.0, "pad_mode": "zeros", "alternating_flip": False,
-                   "lr_schedule": "cosine"}
+                   "lr_schedule": "cosine", "backend": "tensorflow"}
 
 
 # Config fields stored under an older name in run folders: old → new.

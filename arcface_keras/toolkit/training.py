@@ -31,6 +31,7 @@ from arcface_keras.toolkit.config import (  # noqa: F401  (the config's names, a
     RENAMED_FIELDS,
     RESULT_FREE_FIELDS,
     STRATEGIES,
+    TRAIN_BACKENDS,
     UNUSED_FIELDS,
     TrainConfig,
     config_record,
@@ -64,12 +65,69 @@ def train(config):
             exported; the folder keeps the last good epoch).
     """
     config.validate()
+    if config.backend != keras.backend.backend():
+        return _train_on_backend(config)
     worker = distributed.start(config)  # a multi-worker strategy must exist before any TensorFlow op
     try:
         return _train(config, worker)
     finally:
         if worker is not None:
             worker.finish()
+
+
+def _train_on_backend(config):
+    """`config.backend`'s fit in a child process (`backend_fit`), then evaluation
+    and export here, as for a run whose training had finished before a kill.
+
+    The child prepares the run folder, resumes from its backup and writes
+    ``model.keras`` and ``trained.json``, as `_fit` does in this process; a
+    killed child leaves the backup for the next run to resume, and the child
+    is killed with this process (Linux).
+    """
+    import subprocess
+    import sys
+
+    if keras.backend.backend() != "tensorflow":
+        raise UserInputError(f"--backend {config.backend} is run from Keras' TensorFlow backend (which evaluates and "
+                             f"exports); KERAS_BACKEND is {keras.backend.backend()!r}. Unset it.")
+    state = run_folder.inspect(config.run_folder, config, config.overwrite)  # refuse before starting a child
+    if state != "trained":
+        env = {**os.environ, "KERAS_BACKEND": config.backend}
+        result = subprocess.run([sys.executable, "-m", "arcface_keras.toolkit.backend_fit",
+                                 json.dumps(config_record(config))], env=env, preexec_fn=_die_with_parent,
+                                stderr=subprocess.PIPE, text=True)
+        if result.returncode in (2, 3):  # the child's one line: a refused input, or divergence
+            message = result.stderr.strip().splitlines()[-1] if result.stderr.strip() else "(no message)"
+            message = message.removeprefix("error: ")
+            raise (UserInputError if result.returncode == 2 else TrainingDiverged)(message)
+        if result.returncode != 0:
+            raise RuntimeError(f"the {config.backend} fit failed (exit status {result.returncode}):\n"
+                               f"{result.stderr[-4000:]}")
+    return _train(dataclasses.replace(config, overwrite=False), None)  # the folder now holds the trained run
+
+
+def _die_with_parent():
+    """In a child process: ask Linux to kill it when its parent dies (PR_SET_PDEATHSIG)."""
+    try:
+        import ctypes
+        import signal
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)
+    except (OSError, AttributeError):  # not Linux: the child may outlive a killed parent
+        pass
+
+
+def fit_only(config):
+    """Prepare the run folder and fit `config` on this process's Keras backend,
+    writing ``model.keras`` and ``trained.json`` (the `backend_fit` child's work)."""
+    folder = config.run_folder
+    state = run_folder.inspect(folder, config, config.overwrite)
+    keras.utils.set_random_seed(config.seed)
+    splits = load_data(config)
+    keras.mixed_precision.set_dtype_policy(resolve_precision(config.precision))
+    train_model, inference, plan = _compiled(config, splits)
+    run_folder.prepare(folder, state, config_record(config))
+    return _fit(config, folder, splits, plan, train_model, inference)
 
 
 def _train(config, worker):
@@ -131,8 +189,13 @@ def _evaluate(config, folder, splits, train_model, inference, extra):
 
 def _compiled(config, splits, worker=None):
     """The models of `config` and its `FitPlan`, the model to fit compiled."""
-    strategy = worker.strategy if worker is not None else make_strategy(config.strategy)
-    with strategy.scope():
+    if keras.backend.backend() != "tensorflow":  # one device; tf.distribute does not apply
+        import contextlib
+
+        scope = contextlib.nullcontext()
+    else:
+        scope = (worker.strategy if worker is not None else make_strategy(config.strategy)).scope()
+    with scope:
         train_model, inference = _build_models(config, splits)
         plan = _fit_plan(config, splits, train_model, worker)
         optimizer = make_optimizer(config, plan.steps_per_epoch)
@@ -249,6 +312,7 @@ def _fit(config, folder, splits, plan, train_model, inference, worker=None):
         "train_images": int(len(splits.y_train)),
         "images_per_second": float(len(splits.y_train) / np.median(seconds)) if seconds else None,
         "precision_policy": keras.mixed_precision.dtype_policy().name,
+        "backend": keras.backend.backend(),  # the fit's
         "val_accuracy": validation.accuracy(),
         **({"test_each_epoch": test_each_epoch.rows} if test_each_epoch else {}),
         "train_class_counts": np.bincount(splits.y_train, minlength=splits.num_classes).tolist(),
