@@ -20,6 +20,7 @@ training, not its per-epoch evaluation) and the recipe's epoch seconds
 """
 
 import argparse
+import copy
 import json
 import os
 import subprocess
@@ -53,21 +54,32 @@ def airbench(data, seed, epochs, folder, precision):
               "--precision", precision, "--seed", str(seed), "--output", prefix])
     record = _read(prefix + ".json")
     curve = [(row["total_time_seconds"] / 60, row["val_acc"]) for row in record["epochs_table"]]
-    return {"code": "airbench94", "seed": seed, "epochs": epochs, "precision": record["precision"],
+    return {"code": "airbench94", "backend": "torch", "seed": seed, "epochs": epochs, "precision": record["precision"],
             "minutes": record["training_minutes"],
             "single": record["test_accuracy"], "tta": record["tta_test_accuracy"], "curve": curve}
 
 
-def ours(data, seed, epochs, folder, precision):
+def recipe(backend):
+    """`RECIPE` for `backend`: on torch the fit runs on PyTorch with fastnet's channels-first layout."""
+    if backend == "tensorflow":
+        return list(RECIPE)
+    arguments = copy.copy(RECIPE)
+    index = arguments.index("--backbone-options") + 1
+    arguments[index] = json.dumps({**json.loads(arguments[index]), "layout": "channels_first"})
+    return [*arguments, "--backend", backend]
+
+
+def ours(data, seed, epochs, folder, precision, backend="tensorflow"):
     run = os.path.join(folder, f"ours-seed{seed}")
     if not os.path.exists(os.path.join(run, "metrics.json")):
-        _run([os.path.join(HERE, "train.py"), "--data", data, *RECIPE, "--precision", precision, "--epochs", str(epochs),
-              "--seed", str(seed), "--test-each-epoch", "--verbose", "2", "--output", run])
+        _run([os.path.join(HERE, "train.py"), "--data", data, *recipe(backend), "--precision", precision,
+              "--epochs", str(epochs), "--seed", str(seed), "--test-each-epoch", "--verbose", "2", "--output", run])
     if not os.path.exists(os.path.join(run, "tta", "metrics.json")):
         _run([os.path.join(HERE, "evaluate.py"), run, "--flip-test", "--translate-test"])
     metrics, tta = _read(os.path.join(run, "metrics.json")), _read(os.path.join(run, "tta", "metrics.json"))
     curve = [(row["train_seconds"] / 60, row["test_accuracy"]) for row in metrics["test_each_epoch"]]
-    return {"code": "arcface_keras", "seed": seed, "epochs": epochs, "precision": metrics["precision_policy"],
+    return {"code": "arcface_keras", "backend": metrics.get("backend", "tensorflow"), "seed": seed, "epochs": epochs,
+            "precision": metrics["precision_policy"],
             "minutes": metrics["train_seconds"] / 60,
             "single": metrics["test_accuracy"], "tta": tta["test_accuracy"], "curve": curve}
 
@@ -82,15 +94,15 @@ def render(rows, command):
         return "not reached" if value is None else f"{value:.1f}"
 
     lines = [f"`{command}`", "",
-             "| code | precision | seed | epochs | training minutes | single pass | TTA | minutes to 90 % |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
-    lines += [f"| {r['code']} | {r['precision']} | {r['seed']} | {r['epochs']} | {r['minutes']:.1f} | {100 * r['single']:.2f} % "
+             "| code | backend | precision | seed | epochs | training minutes | single pass | TTA | minutes to 90 % |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    lines += [f"| {r['code']} | {r.get('backend', '')} | {r['precision']} | {r['seed']} | {r['epochs']} | {r['minutes']:.1f} | {100 * r['single']:.2f} % "
               f"| {100 * r['tta']:.2f} % | {cell(r['minutes_to_90'])} |" for r in rows]
     for code in ("airbench94", "arcface_keras"):
         mine = [r for r in rows if r["code"] == code]
         if mine:
             mean = {k: sum(r[k] for r in mine) / len(mine) for k in ("minutes", "single", "tta")}
-            lines.append(f"| {code}, mean of {len(mine)} | | | | {mean['minutes']:.1f} | {100 * mean['single']:.2f} % "
+            lines.append(f"| {code}, mean of {len(mine)} | | | | | {mean['minutes']:.1f} | {100 * mean['single']:.2f} % "
                          f"| {100 * mean['tta']:.2f} % | |")
     return "\n".join(lines) + "\n"
 
@@ -104,6 +116,8 @@ def main(argv=None):
     parser.add_argument("--ours-precision", default="mixed_bfloat16", choices=["float32", "mixed_bfloat16"],
                         help="the recipe's (README: mixed_bfloat16; float32 where the CPU lacks bfloat16 units)")
     parser.add_argument("--airbench-precision", default="bfloat16", choices=["float32", "bfloat16"])
+    parser.add_argument("--ours-backend", default="tensorflow", choices=["tensorflow", "torch"],
+                        help="the recipe's fit (torch: train.py --backend torch, fastnet layout channels_first)")
     parser.add_argument("--folder", required=True, help="where the runs go (a rerun skips finished ones)")
     parser.add_argument("--output", default=None, help="write OUTPUT.json and OUTPUT.md")
     args = parser.parse_args(argv)
@@ -116,7 +130,7 @@ def main(argv=None):
     rows = []
     for seed in args.seeds:  # back to back, interleaved: each seed's pair shares the machine's speed of the moment
         rows.append(airbench(args.data, seed, args.airbench_epochs, args.folder, args.airbench_precision))
-        rows.append(ours(args.data, seed, args.ours_epochs, args.folder, args.ours_precision))
+        rows.append(ours(args.data, seed, args.ours_epochs, args.folder, args.ours_precision, args.ours_backend))
     for row in rows:
         row["minutes_to_90"] = minutes_to(row["curve"], 0.90)
     command = "python scripts/cifar10_vs_airbench.py " + " ".join(sys.argv[1:] if argv is None else argv)

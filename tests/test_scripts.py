@@ -209,3 +209,16 @@ def test_benchmark_head_backends_runs_on_jax_and_torch(backend, tmp_path):
     record = json.loads((tmp_path / "h.json").read_text())
     assert record["meta"]["backend"] == backend and record["rows"][0]["classes"] == 10
     assert record["rows"][0]["seconds"]["arcface_keras"] > 0
+
+
+def test_cifar10_vs_airbench_torch_recipe_is_the_recipe_on_pytorch_channels_first():
+    import json
+
+    script = load_script("cifar10_vs_airbench")
+    assert script.recipe("tensorflow") == script.RECIPE
+    torch = script.recipe("torch")
+    assert torch[-2:] == ["--backend", "torch"] and len(torch) == len(script.RECIPE) + 2
+    index = script.RECIPE.index("--backbone-options") + 1
+    options, plain = json.loads(torch[index]), json.loads(script.RECIPE[index])
+    assert options == {**plain, "layout": "channels_first"}
+    assert [a for i, a in enumerate(torch[:-2]) if i != index] == [a for i, a in enumerate(script.RECIPE) if i != index]
