@@ -460,3 +460,13 @@ def test_torch_backend_run_killed_with_its_parent_resumes(synthetic, tmp_path):
     with open(folder / "history.csv") as file:
         assert [int(row["epoch"]) for row in csv.DictReader(file)] == list(range(30))  # each epoch once
     assert metrics["backend"] == "torch" and metrics["epochs"] == 30
+
+
+def test_torch_backend_without_torch_installed_says_so_in_one_line(synthetic, tmp_path, monkeypatch):
+    import importlib.util
+
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "torch" else find_spec(name, *a))
+    with pytest.raises(UserInputError, match="--backend torch needs PyTorch installed: pip install torch"):
+        train(TrainConfig(data=synthetic, backend="torch", output=str(tmp_path / "run"), verbose=0))
+    assert not (tmp_path / "run").exists()

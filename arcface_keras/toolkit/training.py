@@ -90,6 +90,12 @@ def _train_on_backend(config):
     if keras.backend.backend() != "tensorflow":
         raise UserInputError(f"--backend {config.backend} is run from Keras' TensorFlow backend (which evaluates and "
                              f"exports); KERAS_BACKEND is {keras.backend.backend()!r}. Unset it.")
+    import importlib.util
+
+    if importlib.util.find_spec(config.backend) is None:
+        raise UserInputError(f"--backend {config.backend} needs PyTorch installed: pip install torch (its CPU build: "
+                             f"pip install torch --index-url https://download.pytorch.org/whl/cpu). "
+                             f"Received: backend={config.backend!r}")
     state = run_folder.inspect(config.run_folder, config, config.overwrite)  # refuse before starting a child
     if state != "trained":
         env = {**os.environ, "KERAS_BACKEND": config.backend}
