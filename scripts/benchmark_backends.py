@@ -94,7 +94,7 @@ AIRBENCH_WORKER = textwrap.dedent("""
 
 
 def parse_setting(text):
-    """'torch,channels_first' → (backend name, jit, layout, keras_bn); SystemExit on an unknown part."""
+    """'torch,channels_first' → (backend name, jit, layout, keras_bn); ValueError on an unknown part."""
     backend, *modifiers = text.split(",")
     if text == "airbench":
         return "torch", None, "channels_last", False

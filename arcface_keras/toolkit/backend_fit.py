@@ -3,7 +3,8 @@
 ``python -m arcface_keras.toolkit.backend_fit CONFIG_JSON`` with
 ``KERAS_BACKEND`` set: `training.train` starts it for ``--backend torch``,
 then evaluates and exports the trained run on TensorFlow. Exit status 2
-with one line on stderr for input the run refuses, 3 when training diverged.
+with the message as the last line on stderr for input the run refuses, 3
+when training diverged (the parent raises it again).
 """
 
 import json
@@ -19,10 +20,10 @@ def main(argv=None):
     try:
         training.fit_only(config)
     except UserInputError as error:
-        print(f"error: {error}", file=sys.stderr)
+        print(error, file=sys.stderr)
         return 2
     except TrainingDiverged as error:
-        print(f"error: {error}", file=sys.stderr)
+        print(error, file=sys.stderr)
         return 3
     return 0
 

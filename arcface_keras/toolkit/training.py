@@ -104,7 +104,6 @@ def _train_on_backend(config):
                                 stderr=subprocess.PIPE, text=True)
         if result.returncode in (2, 3):  # the child's one line: a refused input, or divergence
             message = result.stderr.strip().splitlines()[-1] if result.stderr.strip() else "(no message)"
-            message = message.removeprefix("error: ")
             raise (UserInputError if result.returncode == 2 else TrainingDiverged)(message)
         if result.returncode != 0:
             raise RuntimeError(f"the {config.backend} fit failed (exit status {result.returncode}):\n"
@@ -126,17 +125,10 @@ def _die_with_parent():
 def fit_only(config):
     """Prepare the run folder and fit `config` on this process's Keras backend,
     writing ``model.keras`` and ``trained.json`` (the `backend_fit` child's work)."""
-    folder = config.run_folder
-    state = run_folder.inspect(folder, config, config.overwrite)
-    keras.utils.set_random_seed(config.seed)
-    splits = load_data(config)
-    keras.mixed_precision.set_dtype_policy(resolve_precision(config.precision))
-    train_model, inference, plan = _compiled(config, splits)
-    run_folder.prepare(folder, state, config_record(config))
-    return _fit(config, folder, splits, plan, train_model, inference)
+    return _train(config, None, evaluate=False)
 
 
-def _train(config, worker):
+def _train(config, worker, evaluate=True):
     folder = config.run_folder
     state = run_folder.inspect(folder, config, config.overwrite)
     if worker is not None and not worker.chief and state == "trained":
@@ -155,11 +147,15 @@ def _train(config, worker):
             train_model, inference = _saved_models(config, folder)
             with open(os.path.join(folder, run_folder.TRAINED)) as file:
                 extra = json.load(file)
+            if not evaluate:
+                return extra
         else:
             train_model, inference, plan = _compiled(config, splits, worker)
             if worker is None or worker.chief:
                 run_folder.prepare(folder, state, config_record(config))  # only now: every input is checked
             extra = _fit(config, folder, splits, plan, train_model, inference, worker)
+            if not evaluate:
+                return extra
             if worker is not None:
                 if not worker.chief:
                     distributed.barrier(worker)  # waits while the chief evaluates and exports
